@@ -126,7 +126,7 @@ scan_owned() {
     pid=${d#/proc/}
     { read -r comm <"$d/comm"; } 2>/dev/null || continue
     case $comm in
-      slurmctld | slurmd | slurmdbd | slurmstepd | munged | mariadbd) ;;
+      slurmctld | slurmscriptd | slurmd | slurmdbd | slurmstepd | munged | mariadbd) ;;
       *) continue ;;
     esac
     grep -qzxF -- "$MARK_VAR=$STATE_DIR" "$d/environ" 2>/dev/null || continue
@@ -158,7 +158,7 @@ unset _n
 port_busy() { (: <>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Start a daemon in its own session, detached from our stdin/stdout and from the lock fd.
-# launch NAME LOGFILE CMD...
+# launch NAME OUTFILE CMD...   (OUTFILE receives the daemon's stdout and stderr)
 launch() {
   local name=$1 log=$2
   shift 2
@@ -250,6 +250,8 @@ PreemptMode=REQUEUE
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=$DBD_PORT
+# Connections to slurmdbd authenticate with the munge socket named here, not with AuthInfo.
+AccountingStoragePass=$MUNGE_SOCKET
 # Without job_comment, sacct's Comment column stays empty.
 AccountingStoreFlags=job_comment
 JobCompType=jobcomp/none
@@ -384,7 +386,7 @@ start_mariadb() {
     rm -rf "$MYSQL_DATA"
     mariadb-install-db --no-defaults --datadir="$MYSQL_DATA" --user=mysql \
       --auth-root-authentication-method=socket --skip-test-db --skip-name-resolve \
-      --innodb-log-file-size=16M >"$LOG_DIR/mariadb-install.log" 2>&1 ||
+      >"$LOG_DIR/mariadb-install.log" 2>&1 ||
       start_failed "mariadb-install-db failed" "$LOG_DIR/mariadb-install.log"
     touch "$MYSQL_DIR/.installed"
   fi
@@ -393,8 +395,7 @@ start_mariadb() {
   launch mariadbd "$LOG_DIR/mariadb.log" \
     /usr/sbin/mariadbd --no-defaults --user=mysql --datadir="$MYSQL_DATA" \
     --socket="$MYSQL_SOCKET" --pid-file="$MYSQL_PIDFILE" --port="$MYSQL_PORT" \
-    --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin --innodb-log-file-size=16M \
-    --innodb-lock-wait-timeout=900
+    --bind-address=127.0.0.1 --skip-name-resolve --skip-log-bin --innodb-lock-wait-timeout=900
   wait_until 30 mysql_ok || start_failed "mariadbd did not come up" "$LOG_DIR/mariadb.log"
 }
 
@@ -463,6 +464,27 @@ nodes_ok() {
   ((bad == 0))
 }
 
+# Before starting anything: every port of a daemon that is not running yet must be free.
+preflight_ports() {
+  local i n
+  if ! running mariadbd && port_busy "$MYSQL_PORT"; then
+    die "port $MYSQL_PORT (EVALCTL_MYSQL_PORT) is already in use by another program"
+  fi
+  if ! running slurmdbd && port_busy "$DBD_PORT"; then
+    die "port $DBD_PORT (EVALCTL_SLURMDBD_PORT) is already in use by another program"
+  fi
+  if ! running slurmctld && port_busy "$CTLD_PORT"; then
+    die "port $CTLD_PORT (EVALCTL_SLURMCTLD_PORT) is already in use by another program"
+  fi
+  for i in "${!NODES[@]}"; do
+    n=${NODES[i]}
+    if ! running "slurmd:$n" && port_busy $((SLURMD_PORT_BASE + i)); then
+      die "port $((SLURMD_PORT_BASE + i)) for slurmd $n (EVALCTL_SLURMD_PORT_BASE) is already in use by another program"
+    fi
+  done
+  return 0
+}
+
 slurm_ports_free_or_die() {
   local p n i=0
   for p in "$DBD_PORT:slurmdbd (EVALCTL_SLURMDBD_PORT)" "$CTLD_PORT:slurmctld (EVALCTL_SLURMCTLD_PORT)"; do
@@ -478,13 +500,13 @@ slurm_ports_free_or_die() {
 
 rotate_logs() {
   local f
-  for f in "$LOG_DIR"/slurmctld.log "$LOG_DIR"/slurmdbd.log "$LOG_DIR"/slurmd-*.log; do
+  for f in "$LOG_DIR"/slurm*.log "$LOG_DIR"/slurm*.stderr; do
     if [[ -f $f ]]; then mv -f "$f" "$f.1"; fi
   done
 }
 
 start_slurmd() {
-  launch "slurmd-$1" "$LOG_DIR/slurmd-$1.log" /usr/sbin/slurmd -D -N "$1"
+  launch "slurmd-$1" "$LOG_DIR/slurmd-$1.stderr" /usr/sbin/slurmd -D -N "$1"
 }
 
 # Start slurmdbd, slurmctld and every slurmd from scratch (none of them may be running).
@@ -501,12 +523,13 @@ start_slurm_fresh() {
   local n
   for n in "${NODES[@]}"; do mkdir -p "$SPOOL_DIR/d/$n"; done
   setup_database
-  launch slurmdbd "$LOG_DIR/slurmdbd.log" /usr/sbin/slurmdbd -D
-  wait_until 30 dbd_ok || start_failed "slurmdbd did not come up" "$LOG_DIR/slurmdbd.log"
-  launch slurmctld "$LOG_DIR/slurmctld.log" /usr/sbin/slurmctld "${ctld_args[@]}"
+  launch slurmdbd "$LOG_DIR/slurmdbd.stderr" /usr/sbin/slurmdbd -D
+  wait_until 30 dbd_ok || start_failed "slurmdbd did not come up" "$LOG_DIR/slurmdbd.log" "$LOG_DIR/slurmdbd.stderr"
+  launch slurmctld "$LOG_DIR/slurmctld.stderr" /usr/sbin/slurmctld "${ctld_args[@]}"
   # slurmd may start right away: it retries its registration until slurmctld answers.
   for n in "${NODES[@]}"; do start_slurmd "$n"; done
-  wait_until 30 ctld_ok || start_failed "slurmctld did not come up" "$LOG_DIR/slurmctld.log"
+  wait_until 30 ctld_ok ||
+    start_failed "slurmctld did not come up" "$LOG_DIR/slurmctld.log" "$LOG_DIR/slurmctld.stderr"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -557,15 +580,15 @@ stop_slurm() {
   local -a pids=() steps=()
   local name p
   scan_owned
-  if running slurmctld; then
-    # Stops slurmctld and every registered slurmd.
-    sl scontrol shutdown >/dev/null 2>&1 || true
-  fi
   for name in slurmctld "${NODES[@]/#/slurmd:}"; do
     mapfile -t -O "${#pids[@]}" pids < <(pids_of "$name")
   done
   if ((${#pids[@]} > 0)); then
-    wait_gone 10 "${pids[@]}" || terminate 10 "${pids[@]}"
+    # `scontrol shutdown` stops slurmctld and every registered slurmd; TERM whatever it missed
+    # (or everything, when slurmctld is not there to ask).
+    if ! running slurmctld || ! sl scontrol shutdown >/dev/null 2>&1 || ! wait_gone 10 "${pids[@]}"; then
+      terminate 10 "${pids[@]}"
+    fi
   fi
   mapfile -t pids < <(pids_of slurmdbd)
   if ((${#pids[@]} > 0)); then terminate 15 "${pids[@]}"; fi
@@ -631,13 +654,14 @@ cmd_start() {
     stop_all || die "could not stop the running cluster"
     scan_owned
   elif all_daemons_running && cluster_healthy; then
-    msg "already running (checked in $(elapsed "$t0") s)"
+    msg "already running and healthy (checked in $(elapsed "$t0") s)"
     print_status
     return 0
   fi
 
   local fresh_slurm=0 n
   local -a pids=()
+  preflight_ports
   if ! running munged || ! munge_ok; then
     if running munged; then
       msg "munged is not answering; restarting it"
@@ -687,7 +711,7 @@ cmd_start() {
   scan_owned
   all_daemons_running || start_failed "a daemon exited during start-up" "$LOG_DIR"/*.log
   msg "cluster '$CLUSTER_NAME' is up in $(elapsed "$t0") s (state: $STATE_DIR)"
-  msg "use it with: eval \"\$($0 env)\""
+  msg "clients need: export SLURM_CONF=$SLURM_CONF_FILE   (eval \"\$($0 env)\")"
 }
 
 cmd_stop() {
