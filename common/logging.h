@@ -53,5 +53,10 @@ struct Voidify {
                 .stream()
 
 // For programmer invariants only, never for input, network or Slurm failures.
-#define CHECK(condition) \
-  (condition) ? (void)0 : ::evalctl::logging::Voidify() & LOG(FATAL) << "Check failed: " #condition " "
+#define CHECK(condition)                                                                   \
+  (condition) ? (void)0                                                                    \
+              : ::evalctl::logging::Voidify() &                                            \
+                    ::evalctl::logging::LogMessage(::evalctl::logging::Severity::kFatal,  \
+                                                   __FILE__, __LINE__)                    \
+                            .stream()                                                      \
+                        << "Check failed: " #condition " "

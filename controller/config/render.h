@@ -12,18 +12,38 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/run_layout.h"
 #include "controller/config/model.h"
 
 namespace evalctl::config {
 
-// Files the job writes in its run directory for the agent to read.
-inline constexpr char kPhaseFile[] = ".evalctl/phase";          // one word, see Phase below
-inline constexpr char kExitCodeFile[] = ".evalctl/eval_exit_code";
-inline constexpr char kProgressFile[] = "artifacts/progress";   // integer, as in NEL
-inline constexpr char kResultsFile[] = "artifacts/results.yml";
-// Words written to kPhaseFile, in order.
-inline constexpr const char* kPhaseWords[] = {"starting",   "deploying", "waiting_for_endpoint",
-                                              "evaluating", "finishing", "finished"};
+// Files the job writes in its run directory for the agent to read. The agent creates the run
+// directory and its `logs/` before sbatch (Slurm opens --output=<run_dir>/logs/slurm-%j.log before
+// the script runs); the script creates the rest.
+// The names are defined once, in common/run_layout.h, which the agent reads by.
+// kExitCodeFile (the evaluation step's raw exit code, 0-255) is removed when an attempt starts, so
+// it is absent when the evaluation did not end in this attempt (e.g. the deployment failed). A
+// shared job keeps a task's `0` from an earlier attempt and does not run it again.
+using layout::kExitCodeFile;
+using layout::kPhaseFile;
+using layout::kPhaseWords;
+using layout::kProgressFile;
+using layout::kResultsFile;
+
+// Exit codes of the job. sacct 22.05 shows exit codes modulo 128, so all are below 128.
+//   0          the evaluation exited 0 (a shared job: every evaluation did)
+//   1-119      the evaluation's own exit code (a shared job: the first non-zero one, in task order)
+//   120-123    evalctl's own endings, below
+//   125        the evaluation exited with 120-255 (128+N: killed by signal N); see kExitCodeFile
+// The script always tears the deployment down before it exits.
+inline constexpr int kExitSetupFailed = 120;      // run directory, srun, nodes, secrets, curl
+inline constexpr int kExitServerDied = 121;       // a server (or haproxy) step ended before ready
+inline constexpr int kExitEndpointTimeout = 122;  // not ready within endpoint_readiness_timeout
+// SIGTERM reached the job (cancel, preemption, time limit), or the harness left
+// artifacts/.nemo_evaluator_interrupted during this attempt (e.g. it saved its state on USR1 and
+// stopped): the evaluation did not finish.
+inline constexpr int kExitInterrupted = 123;
+inline constexpr int kExitEvalCodeOutOfRange = 125;
 
 struct JobEnv {
   std::string name;
@@ -35,7 +55,9 @@ struct RenderedTaskJob {
   // The batch script, #SBATCH options included; the agent adds --job-name and --dependency on
   // sbatch's command line.
   std::string script;
-  // Environment of the sbatch process (the job inherits it with --export=ALL).
+  // Environment of the sbatch process (the job inherits it with --export=ALL): the secrets, as
+  // EVALCTL_SECRET_<GROUP>_<NAME> with GROUP `DEP` (deployment) or `EVAL` (`EVAL<task index>` in a
+  // shared job, whose tasks may give one name different values). Literals are in the script.
   std::vector<JobEnv> env;
   // `<invocation run dir>/<task dir_name>`.
   std::string run_dir;
@@ -48,7 +70,9 @@ struct RenderedTaskJob {
 std::string InvocationRunDir(const Execution& execution, absl::string_view timestamp,
                              absl::string_view invocation_id);
 
-// One job for one task.
+// One job for one task. Invalid input (a path that is relative or holds `..`, a value that cannot
+// go on an #SBATCH line, a bad variable name, ...) is InvalidArgument naming the key, e.g.
+// `execution.mounts.deployment: must be an absolute path, not `data``.
 absl::StatusOr<RenderedTaskJob> RenderTaskJob(const InvocationSpec& spec, const TaskSpec& task,
                                               absl::string_view invocation_id,
                                               absl::string_view invocation_run_dir);

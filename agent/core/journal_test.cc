@@ -1,0 +1,93 @@
+#include "agent/core/journal.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "gtest/gtest.h"
+
+namespace evalctl::agent {
+namespace {
+
+std::string FreshDir(const std::string& name) {
+  std::string dir = ::testing::TempDir() + "/journal_test_" + std::to_string(::getpid()) + "_" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+v1::AgentEvent Event(const std::string& task_id, v1::TaskState state) {
+  v1::AgentEvent e;
+  e.mutable_task()->set_task_id(task_id);
+  e.mutable_task()->set_state(state);
+  return e;
+}
+
+TEST(JournalTest, StateDirAndFilesArePrivate) {
+  std::string dir = FreshDir("private");
+  auto j = Journal::Open(dir);
+  ASSERT_TRUE(j.ok()) << j.status();
+  struct stat st;
+  ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  for (const char* f : {"/journal.db", "/secrets.db"}) {
+    ASSERT_EQ(::stat((dir + f).c_str(), &st), 0) << f;
+    EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
+  }
+  EXPECT_FALSE((*j)->agent_id().empty());
+}
+
+TEST(JournalTest, CommitSequencesSurviveReopenAndAcks) {
+  std::string dir = FreshDir("seq");
+  std::string agent_id;
+  {
+    auto j = Journal::Open(dir);
+    ASSERT_TRUE(j.ok());
+    agent_id = (*j)->agent_id();
+    JournaledTask t;
+    t.status.set_id("inv.0");
+    t.status.set_state(v1::TASK_STATE_QUEUED);
+    t.submit.set_task_id("inv.0");
+    auto events = (*j)->Commit({t}, {Event("inv.0", v1::TASK_STATE_PENDING),
+                                     Event("inv.0", v1::TASK_STATE_QUEUED)});
+    ASSERT_TRUE(events.ok());
+    EXPECT_EQ((*events)[0].sequence(), 1u);
+    EXPECT_EQ((*events)[1].sequence(), 2u);
+    ASSERT_TRUE((*j)->Ack(1).ok());
+    EXPECT_EQ((*j)->outbox_depth(), 1);
+  }
+  auto j = Journal::Open(dir);
+  ASSERT_TRUE(j.ok());
+  EXPECT_EQ((*j)->agent_id(), agent_id);
+  EXPECT_EQ((*j)->last_sequence(), 2u);
+  EXPECT_EQ((*j)->acked_sequence(), 1u);
+  auto pending = (*j)->Pending(0, 100);
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 1u);
+  EXPECT_EQ((*pending)[0].sequence(), 2u);
+  auto tasks = (*j)->LoadTasks();
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ((*tasks)[0].status.state(), v1::TASK_STATE_QUEUED);
+  // Acknowledging everything, then new events continue the sequence.
+  ASSERT_TRUE((*j)->Ack(2).ok());
+  EXPECT_EQ((*j)->outbox_depth(), 0);
+  auto more = (*j)->Commit({}, {Event("inv.0", v1::TASK_STATE_RUNNING)});
+  ASSERT_TRUE(more.ok());
+  EXPECT_EQ((*more)[0].sequence(), 3u);
+  EXPECT_FALSE((*j)->Ack(99).ok());
+}
+
+TEST(JournalTest, SecretsLiveOnlyInTheSecretStore) {
+  std::string dir = FreshDir("secrets");
+  auto j = Journal::Open(dir);
+  ASSERT_TRUE(j.ok());
+  ASSERT_TRUE((*j)->PutSecrets("inv.0", {{"HF_TOKEN", "hf_journal_secret"}}).ok());
+  auto got = (*j)->GetSecrets("inv.0");
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->at("HF_TOKEN"), "hf_journal_secret");
+  ASSERT_TRUE((*j)->DeleteSecrets("inv.0").ok());
+  EXPECT_TRUE((*j)->GetSecrets("inv.0")->empty());
+}
+
+}  // namespace
+}  // namespace evalctl::agent

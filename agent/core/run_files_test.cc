@@ -1,0 +1,108 @@
+#include "agent/core/run_files.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace evalctl::agent {
+namespace {
+
+using ::testing::HasSubstr;
+
+class RunFilesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/run_files_" + std::to_string(::getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_ + "/artifacts");
+    std::filesystem::create_directories(dir_ + "/.evalctl");
+    std::filesystem::create_directories(dir_ + "/logs");
+  }
+  void Write(const std::string& rel, const std::string& content) {
+    std::ofstream(dir_ + "/" + rel) << content;
+  }
+  std::string dir_;
+};
+
+TEST_F(RunFilesTest, PhaseAndProgress) {
+  EXPECT_EQ(ReadPhase(dir_), v1::PHASE_UNSPECIFIED);
+  Write(".evalctl/phase", "evaluating\n");
+  EXPECT_EQ(ReadPhase(dir_), v1::PHASE_EVALUATING);
+  Write(".evalctl/phase", "garbage");
+  EXPECT_EQ(ReadPhase(dir_), v1::PHASE_UNSPECIFIED);
+  Write("artifacts/progress", "42\n");
+  EXPECT_EQ(ReadProgress(dir_), 42);
+  Write("artifacts/progress", "-3");
+  EXPECT_FALSE(ReadProgress(dir_).has_value());
+}
+
+TEST_F(RunFilesTest, ResultsInNemoEvaluatorLayout) {
+  Write("artifacts/results.yml", R"(results:
+  tasks:
+    arithmetic:
+      metrics:
+        accuracy:
+          scores:
+            acc:
+              value: 0.75
+              stats: {stderr: 0.03, count: 200}
+  groups:
+    all:
+      metrics:
+        accuracy: {scores: {acc: {value: 0.7}}}
+)");
+  auto r = ReadResults(dir_);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->scores_size(), 2);
+  EXPECT_EQ(r->scores(0).task(), "arithmetic");
+  EXPECT_EQ(r->scores(0).metric(), "accuracy");
+  EXPECT_EQ(r->scores(0).score(), "acc");
+  EXPECT_DOUBLE_EQ(r->scores(0).value(), 0.75);
+  EXPECT_DOUBLE_EQ(r->scores(0).stats().at("count"), 200);
+  EXPECT_THAT(r->results_path(), HasSubstr("artifacts/results.yml"));
+}
+
+TEST_F(RunFilesTest, HostileResultsAreRefused) {
+  Write("artifacts/results.yml", "results: [not, a, map]");
+  EXPECT_FALSE(ReadResults(dir_).ok());
+  Write("artifacts/results.yml", "{{{{");
+  EXPECT_THAT(ReadResults(dir_).status().message(), HasSubstr("not valid YAML"));
+  // Huge.
+  Write("artifacts/results.yml", std::string(5 << 20, '#'));
+  EXPECT_EQ(ReadResults(dir_).status().code(), absl::StatusCode::kResourceExhausted);
+  // A symlink pointing outside the run directory is not followed.
+  std::filesystem::remove(dir_ + "/artifacts/results.yml");
+  std::filesystem::create_symlink("/etc/passwd", dir_ + "/artifacts/results.yml");
+  EXPECT_EQ(ReadResults(dir_).status().code(), absl::StatusCode::kPermissionDenied);
+  std::filesystem::remove(dir_ + "/.evalctl/phase");
+  std::filesystem::create_symlink("/etc/hostname", dir_ + "/.evalctl/phase");
+  EXPECT_EQ(ReadPhase(dir_), v1::PHASE_UNSPECIFIED);
+}
+
+TEST_F(RunFilesTest, LogChunksByOffset) {
+  Write("logs/slurm-7.log", "hello world\n");
+  std::string path = LogPath(dir_, v1::LOG_KIND_SLURM, "7");
+  auto c = ReadLogChunk(path, 6, 100);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->data(), "world\n");
+  EXPECT_EQ(c->offset(), 6);
+  auto tail = ReadLogChunk(path, -6, 100);
+  ASSERT_TRUE(tail.ok());
+  EXPECT_EQ(tail->data(), "world\n");
+  auto past = ReadLogChunk(path, 1000, 100);
+  ASSERT_TRUE(past.ok());
+  EXPECT_EQ(past->data(), "");
+  auto missing = ReadLogChunk(LogPath(dir_, v1::LOG_KIND_EVAL, "7"), 0, 100);
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->data(), "");
+  Write("logs/server-0-7-0.log", "srv");
+  EXPECT_THAT(LogPath(dir_, v1::LOG_KIND_SERVER, "7"), HasSubstr("server-0-7-0.log"));
+}
+
+}  // namespace
+}  // namespace evalctl::agent

@@ -1,0 +1,343 @@
+#include "agent/core/task_manager.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "agent/slurm/fake_slurm.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace evalctl::agent {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kSecret[] = "hf_AGENT_SECRET_123";
+
+class TaskManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = ::testing::TempDir() + "/task_manager_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(root_);
+    slurm_ = std::make_unique<FakeSlurm>(&clock_, FakeSlurmOptions{
+        .default_plan = {.pending_for = absl::Seconds(2), .run_for = absl::InfiniteDuration()}});
+    Restart();
+  }
+
+  // A new TaskManager over the same journal, as after an agent restart.
+  void Restart() {
+    tm_.reset();
+    journal_.reset();
+    auto j = Journal::Open(root_ + "/state");
+    ASSERT_TRUE(j.ok()) << j.status();
+    journal_ = *std::move(j);
+    tm_ = std::make_unique<TaskManager>(TaskManagerOptions{}, slurm_.get(), journal_.get(), &clock_);
+    ASSERT_TRUE(tm_->Recover().ok());
+  }
+
+  v1::SubmitTask Task(int index, int64_t max_walltime = 0, int max_attempts = 0) {
+    v1::SubmitTask t;
+    t.set_task_id("0123456789abcdef." + std::to_string(index));
+    t.set_invocation_id("0123456789abcdef");
+    t.set_name("task" + std::to_string(index));
+    t.mutable_job()->set_script("#!/bin/bash\necho hi\n");
+    t.mutable_job()->set_run_dir(root_ + "/runs/task" + std::to_string(index));
+    t.mutable_job()->set_job_name_prefix("acct-sub.task" + std::to_string(index));
+    v1::EnvVar* secret = t.mutable_job()->add_env();
+    secret->set_name("EVALCTL_SECRET_EVAL_HF_TOKEN");
+    secret->set_value(kSecret);
+    secret->set_secret(true);
+    v1::EnvVar* plain = t.mutable_job()->add_env();
+    plain->set_name("PLAIN");
+    plain->set_value("visible");
+    t.mutable_resume_policy()->set_max_walltime_seconds(max_walltime);
+    t.mutable_resume_policy()->set_max_attempts(max_attempts);
+    return t;
+  }
+
+  void WriteResults(int index) {
+    std::ofstream(root_ + "/runs/task" + std::to_string(index) + "/artifacts/results.yml")
+        << "results:\n  tasks:\n    t:\n      metrics:\n        accuracy:\n          scores:\n"
+           "            acc: {value: 0.5}\n";
+  }
+
+  // Advances the clock and runs a cycle.
+  CycleStats Step(absl::Duration d = absl::Seconds(5)) {
+    clock_.Advance(d);
+    return tm_->RunCycle();
+  }
+
+  v1::Task Get(int index) {
+    auto t = tm_->Get("0123456789abcdef." + std::to_string(index));
+    EXPECT_TRUE(t.ok());
+    return t.ok() ? *t : v1::Task();
+  }
+  std::string JobOf(int index, int attempt) { return Get(index).attempts(attempt - 1).slurm_job_id(); }
+
+  std::vector<v1::TaskEvent> Events() {
+    std::vector<v1::TaskEvent> out;
+    auto pending = journal_->Pending(0, 100000);
+    for (const auto& e : *pending) out.push_back(e.task());
+    return out;
+  }
+
+  std::string FileBytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+
+  std::string root_;
+  FakeClock clock_;
+  std::unique_ptr<FakeSlurm> slurm_;
+  std::unique_ptr<Journal> journal_;
+  std::unique_ptr<TaskManager> tm_;
+};
+
+TEST_F(TaskManagerTest, SubmitTrackAndSucceed) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  v1::Task t = Get(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_QUEUED);
+  ASSERT_EQ(t.attempts_size(), 1);
+  EXPECT_EQ(t.attempts(0).attempt_id(), "0123456789abcdef.0.1");
+  // The script is in the run directory and sbatch got the secret through its environment.
+  EXPECT_TRUE(std::filesystem::exists(root_ + "/runs/task0/run.sub"));
+  auto subs = slurm_->submissions();
+  ASSERT_EQ(subs.size(), 1u);
+  EXPECT_EQ(subs[0].request.job_name, "acct-sub.task0.0123456789abcdef.0.1");
+  bool secret_in_env = false;
+  for (const auto& [k, v] : subs[0].request.env) secret_in_env |= (v == kSecret);
+  EXPECT_TRUE(secret_in_env);
+
+  Step();
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_RUNNING);
+  std::ofstream(root_ + "/runs/task0/.evalctl/phase") << "evaluating";
+  std::ofstream(root_ + "/runs/task0/artifacts/progress") << "17";
+  Step();
+  EXPECT_EQ(Get(0).phase(), v1::PHASE_EVALUATING);
+  EXPECT_EQ(Get(0).progress().done(), 17);
+  WriteResults(0);
+  ASSERT_TRUE(slurm_->FailJob(JobOf(0, 1), 0).ok());
+  Step();
+  t = Get(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED) << t.reason();
+  ASSERT_EQ(t.results().scores_size(), 1);
+  EXPECT_DOUBLE_EQ(t.results().scores(0).value(), 0.5);
+  std::vector<v1::TaskEvent> events = Events();
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.front().kind(), v1::TaskEvent::KIND_ACCEPTED);
+  EXPECT_EQ(events.back().kind(), v1::TaskEvent::KIND_FINISHED);
+  EXPECT_EQ(events.back().results().scores_size(), 1);
+  // The journal holds no secret value; the secret store does.
+  tm_.reset();
+  journal_.reset();
+  for (const char* f : {"/state/journal.db", "/state/journal.db-wal"}) {
+    EXPECT_THAT(FileBytes(root_ + f), Not(HasSubstr(kSecret))) << f;
+  }
+}
+
+TEST_F(TaskManagerTest, FailedIsTerminalWithTheExactExitCode) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  ASSERT_TRUE(slurm_->FailJob(JobOf(0, 1), 200).ok());
+  Step();
+  v1::Task t = Get(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_FAILED);
+  EXPECT_EQ(t.attempts(0).exit_code(), 200);  // scontrol's, not sacct's 72
+  EXPECT_THAT(t.reason(), HasSubstr("exited with status 200"));
+  EXPECT_EQ(t.attempts_size(), 1);
+  Step(absl::Minutes(5));
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
+TEST_F(TaskManagerTest, ResumableEndingsStartANewAttemptAfterThePrevious) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  const std::string first = JobOf(0, 1);
+  ASSERT_TRUE(slurm_->TimeOutJob(first).ok());
+  Step();
+  v1::Task t = Get(0);
+  ASSERT_EQ(t.attempts_size(), 2);
+  EXPECT_EQ(t.attempts(1).resume_reason(), v1::RESUME_REASON_TIMEOUT);
+  auto subs = slurm_->submissions();
+  ASSERT_EQ(subs.size(), 2u);
+  EXPECT_EQ(subs[1].request.dependency, "afterany:" + first);
+  EXPECT_EQ(subs[1].request.job_name, "acct-sub.task0.0123456789abcdef.0.2");
+  Step();
+  ASSERT_TRUE(slurm_->PreemptJob(JobOf(0, 2), /*requeue=*/false).ok());
+  Step();
+  ASSERT_EQ(Get(0).attempts_size(), 3);
+  EXPECT_EQ(Get(0).attempts(2).resume_reason(), v1::RESUME_REASON_PREEMPTED);
+  Step();
+  ASSERT_TRUE(slurm_->NodeFailJob(JobOf(0, 3), /*requeue=*/false).ok());
+  Step();
+  ASSERT_EQ(Get(0).attempts_size(), 4);
+  EXPECT_EQ(Get(0).attempts(3).resume_reason(), v1::RESUME_REASON_NODE_FAIL);
+  Step();
+  WriteResults(0);
+  ASSERT_TRUE(slurm_->FailJob(JobOf(0, 4), 0).ok());
+  Step();
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(TaskManagerTest, SlurmsOwnRequeueIsANewAttemptOfTheSameJob) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  const std::string job = JobOf(0, 1);
+  ASSERT_TRUE(slurm_->RequeueJob(job).ok());
+  Step();
+  v1::Task t = Get(0);
+  ASSERT_EQ(t.attempts_size(), 2);
+  EXPECT_EQ(t.attempts(1).slurm_job_id(), job);
+  EXPECT_EQ(t.attempts(1).resume_reason(), v1::RESUME_REASON_SLURM_REQUEUE);
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
+TEST_F(TaskManagerTest, MaxWalltimeEndsInBudgetExhausted) {
+  ASSERT_TRUE(tm_->Accept(Task(0, /*max_walltime=*/600)).ok());
+  Step();
+  clock_.Advance(absl::Minutes(11));
+  ASSERT_TRUE(slurm_->TimeOutJob(JobOf(0, 1)).ok());
+  Step();
+  v1::Task t = Get(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_BUDGET_EXHAUSTED);
+  EXPECT_THAT(t.reason(), HasSubstr("max_walltime 0:10:00 used up"));
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
+TEST_F(TaskManagerTest, MaxAttemptsEndsInBudgetExhausted) {
+  ASSERT_TRUE(tm_->Accept(Task(0, 0, /*max_attempts=*/2)).ok());
+  for (int attempt = 1; attempt <= 2; ++attempt) {
+    Step();
+    ASSERT_TRUE(slurm_->PreemptJob(JobOf(0, attempt), false).ok());
+    Step();
+  }
+  v1::Task t = Get(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_BUDGET_EXHAUSTED);
+  EXPECT_THAT(t.reason(), HasSubstr("max_attempts 2 reached"));
+  // A manual resume starts a fresh budget.
+  ASSERT_TRUE(tm_->Resume(t.id(), nullptr).ok());
+  EXPECT_EQ(Get(0).attempts_size(), 3);
+  EXPECT_EQ(Get(0).attempts(2).resume_reason(), v1::RESUME_REASON_MANUAL);
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_QUEUED);
+}
+
+TEST_F(TaskManagerTest, CancelStopsTheChain) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  auto c = tm_->Cancel(Get(0).id());
+  ASSERT_TRUE(c.ok());
+  EXPECT_TRUE(c->cancel_requested());
+  Step();
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_CANCELLED);
+  Step(absl::Minutes(10));
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+  EXPECT_EQ(tm_->Resume("nope", nullptr).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TaskManagerTest, CancelRacingAResumableEndingStillCancels) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  // The job times out, and the user cancels before the agent noticed.
+  ASSERT_TRUE(slurm_->TimeOutJob(JobOf(0, 1)).ok());
+  ASSERT_TRUE(tm_->Cancel(Get(0).id()).ok());
+  Step();
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_CANCELLED);
+  Step(absl::Minutes(10));
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
+TEST_F(TaskManagerTest, LostSbatchAnswerIsAdoptedByNameNotSubmittedTwice) {
+  slurm_->LoseNextSubmitResponse();
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  EXPECT_TRUE(Get(0).attempts(0).slurm_job_id().empty());
+  Step();
+  EXPECT_FALSE(Get(0).attempts(0).slurm_job_id().empty());
+  EXPECT_EQ(slurm_->JobIdsByName("acct-sub.task0.0123456789abcdef.0.1").size(), 1u);
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
+TEST_F(TaskManagerTest, RestartBetweenSbatchAndJournalAdoptsTheJob) {
+  slurm_->LoseNextSubmitResponse();  // sbatch ran; the agent "crashed" before recording the id
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Restart();
+  Step();
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(slurm_->JobIdsByName("acct-sub.task0.0123456789abcdef.0.1").size(), 1u);
+}
+
+TEST_F(TaskManagerTest, RestartBeforeSbatchSubmitsOnce) {
+  slurm_->SetControllerDown(true);  // sbatch never reaches Slurm
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Restart();
+  slurm_->SetControllerDown(false);
+  Step();
+  Step();
+  EXPECT_EQ(slurm_->JobIdsByName("acct-sub.task0.0123456789abcdef.0.1").size(), 1u);
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_RUNNING);
+}
+
+TEST_F(TaskManagerTest, RestartAfterJournalCarriesOn) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  Restart();
+  ASSERT_TRUE(slurm_->TimeOutJob(JobOf(0, 1)).ok());
+  Step();
+  EXPECT_EQ(Get(0).attempts_size(), 2);
+  EXPECT_EQ(slurm_->submissions().size(), 2u);
+}
+
+TEST_F(TaskManagerTest, SlurmOutagesNeverFailTasks) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  slurm_->SetAccountingDown(true);
+  for (int i = 0; i < 10; ++i) Step(absl::Seconds(30));
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_RUNNING);
+  slurm_->SetControllerDown(true);
+  CycleStats s = Step();
+  EXPECT_FALSE(s.slurm_reachable);
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_RUNNING);
+  slurm_->SetControllerDown(false);
+  slurm_->SetAccountingDown(false);
+  WriteResults(0);
+  ASSERT_TRUE(slurm_->FailJob(JobOf(0, 1), 0).ok());
+  Step();
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_SUCCEEDED);
+}
+
+TEST_F(TaskManagerTest, RejectedSubmissionFailsWithSlurmsMessage) {
+  slurm_->SetSubmitError(absl::InvalidArgumentError("sbatch: error: invalid partition specified"));
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(Get(0).reason(), HasSubstr("invalid partition specified"));
+}
+
+TEST_F(TaskManagerTest, SlurmCallsPerCycleDoNotGrowWithJobs) {
+  std::vector<v1::SubmitTask> batch;
+  for (int i = 0; i < 200; ++i) batch.push_back(Task(i));
+  for (const absl::Status& s : tm_->AcceptBatch(batch)) ASSERT_TRUE(s.ok()) << s;
+  Step();
+  slurm_->ResetCalls();
+  CycleStats s = Step();
+  EXPECT_EQ(s.tracked_jobs, 200);
+  auto calls = slurm_->calls();
+  EXPECT_EQ(calls.queue, 1);
+  EXPECT_EQ(calls.accounting, 1);
+  EXPECT_EQ(calls.show, 0);
+  EXPECT_EQ(calls.submit, 0);
+}
+
+TEST_F(TaskManagerTest, AcceptIsIdempotent) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
+}  // namespace
+}  // namespace evalctl::agent

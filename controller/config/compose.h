@@ -1,0 +1,60 @@
+// Hydra-style composition: a user YAML file with a `defaults:` list is combined with config groups
+// (built-in ones and the user's own) and `-o` overrides into one unresolved tree.
+//
+//   ComposeInput in{.yaml = text, .file_name = "my.yaml", .overrides = {"execution.walltime=2:00:00"}};
+//   ASSIGN_OR_RETURN(Node tree, Compose(in, BuiltinGroups()));
+//
+// Order, as in Hydra 1.1+ with NEL's root config: the root `default.yaml` (its own values), then
+// each entry of the user's defaults list (groups under their package, e.g. deployment/vllm.yaml
+// under `deployment:`), `_self_` (the user's file; last when not listed), then overrides in order.
+// OmegaConf merge rules: maps merge, lists and scalars replace, `???` does not replace a value.
+// Pure functions; thread-safe.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "controller/config/node.h"
+
+namespace evalctl::config {
+
+// Config group files by path relative to a search root: "deployment/vllm.yaml" → content.
+using GroupFiles = std::map<std::string, std::string>;
+
+struct ComposeInput {
+  std::string yaml;
+  std::string file_name;
+  std::vector<std::string> overrides;
+  // The user's own groups; they shadow built-in files with the same path.
+  GroupFiles user_groups;
+};
+
+// Merges `overlay` into `base` (OmegaConf.merge semantics).
+void MergeInto(Node& base, const Node& overlay);
+
+absl::StatusOr<Node> Compose(const ComposeInput& input, const GroupFiles& builtin_groups);
+
+// One parsed `-o` override.
+struct Override {
+  enum class Op { kSet, kAdd, kForce, kDelete };
+  Op op = Op::kSet;
+  // Dot-separated key path as written (task-name sugar not yet applied).
+  std::string key;
+  // Null for a delete without value.
+  Node value;
+  bool has_value = false;
+  // The override as the user typed it, for error messages.
+  std::string text;
+};
+
+// Parses `key=v`, `+key=v`, `++key=v`, `~key`, `~key=v`. The value is read as a YAML flow value
+// (so `[a,b]`, `{a: 1}`, `'quoted'`, `null` work); `key=` is the empty string, as in Hydra.
+absl::StatusOr<Override> ParseOverride(absl::string_view text);
+
+// Applies one override to the composed tree. NEL's task-name sugar: in
+// `evaluation.tasks.<name>.<path>` a non-integer <name> applies to every task with that name.
+absl::Status ApplyOverride(Node& root, const Override& override);
+
+}  // namespace evalctl::config

@@ -1,0 +1,104 @@
+#include "controller/config/node.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace evalctl::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(LoadYamlTest, KeepsMarksAndQuoting) {
+  auto n = LoadYaml("a:\n  b: 1\n  c: \"1\"\n  d: ~\n  e: ???\n", "f.yaml");
+  ASSERT_TRUE(n.ok()) << n.status();
+  const Node* b = Lookup(*n, "a.b");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->mark().ToString(), "f.yaml:2:6");
+  EXPECT_FALSE(b->quoted());
+  EXPECT_EQ(*b->AsInt(), 1);
+  EXPECT_TRUE(Lookup(*n, "a.c")->quoted());
+  EXPECT_FALSE(Lookup(*n, "a.c")->AsBool().ok());
+  EXPECT_TRUE(Lookup(*n, "a.d")->IsNull());
+  EXPECT_TRUE(Lookup(*n, "a.e")->IsMissing());
+}
+
+TEST(LoadYamlTest, EmptyDocumentIsEmptyMap) {
+  auto n = LoadYaml("", "f.yaml");
+  ASSERT_TRUE(n.ok());
+  EXPECT_TRUE(n->IsMap());
+  EXPECT_EQ(n->size(), 0u);
+}
+
+TEST(LoadYamlTest, SyntaxErrorNamesFileAndLine) {
+  auto n = LoadYaml("a: 1\nb: [1, 2\n", "bad.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_THAT(n.status().message(), HasSubstr("bad.yaml:"));
+  EXPECT_THAT(n.status().message(), HasSubstr("invalid YAML"));
+}
+
+TEST(LoadYamlTest, DuplicateKeysAreAnError) {
+  auto n = LoadYaml("a: 1\nb: 2\na: 3\n", "dup.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_THAT(n.status().message(), HasSubstr("dup.yaml:3:1: duplicate key a"));
+}
+
+TEST(LoadYamlTest, AliasBombIsRefused) {
+  std::string bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  char prev = 'a';
+  for (char c = 'b'; c <= 'k'; ++c) {
+    bomb += std::string(1, c) + ": &" + c + " [*" + prev + ", *" + prev + ", *" + prev + ", *" +
+            prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev + ", *" + prev +
+            ", *" + prev + "]\n";
+    prev = c;
+  }
+  auto n = LoadYaml(bomb, "bomb.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_THAT(n.status().message(), HasSubstr("more than"));
+}
+
+TEST(LoadYamlTest, DeepNestingIsRefused) {
+  std::string deep;
+  for (int i = 0; i < 100; ++i) deep += "[";
+  for (int i = 0; i < 100; ++i) deep += "]";
+  auto n = LoadYaml("a: " + deep, "deep.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_THAT(n.status().message(), ::testing::AnyOf(HasSubstr("deeper"), HasSubstr("invalid")));
+}
+
+TEST(LoadYamlTest, OversizedInputIsRefused) {
+  std::string big(2 << 20, ' ');
+  auto n = LoadYaml(big, "big.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_THAT(n.status().message(), HasSubstr("larger than the limit"));
+}
+
+TEST(ToYamlTest, RoundTripsAndRedactsSecrets) {
+  auto n = LoadYaml("a: {b: '1', c: [x, y]}\nd: plain\n", "f.yaml");
+  ASSERT_TRUE(n.ok());
+  Node secret = Node::Scalar("hf_value");
+  secret.set_secret(true);
+  secret.add_env_source("HF_TOKEN");
+  n->Set("token", secret);
+  std::string text = ToYaml(*n, "<secret>");
+  EXPECT_THAT(text, HasSubstr("b: \"1\""));
+  EXPECT_THAT(text, HasSubstr("token: <secret> from $HF_TOKEN"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr("hf_value")));
+  auto again = LoadYaml(ToYaml(*n), "again.yaml");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(Lookup(*again, "a.b")->quoted());
+  EXPECT_EQ(Lookup(*again, "a.c.1")->text(), "y");
+}
+
+TEST(NodeTest, ScalarTyping) {
+  EXPECT_TRUE(*Node::Scalar("yes").AsBool());
+  EXPECT_FALSE(*Node::Scalar("off").AsBool());
+  EXPECT_EQ(*Node::Scalar("1_000").AsInt(), 1000);
+  EXPECT_FALSE(Node::Scalar("1.5").AsInt().ok());
+  EXPECT_DOUBLE_EQ(*Node::Scalar("0.95").AsDouble(), 0.95);
+  EXPECT_TRUE(Node::Scalar("1e3").LooksNonString());
+  EXPECT_FALSE(Node::Scalar("04:00:00").LooksNonString());
+  EXPECT_FALSE(Node::Scalar("abc").AsDouble().ok());
+}
+
+}  // namespace
+}  // namespace evalctl::config

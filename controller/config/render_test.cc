@@ -1,0 +1,1135 @@
+#include "controller/config/render.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "common/subprocess.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace evalctl::config {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kInvocation[] = "3f2a9c01d4e5b677";
+constexpr char kRunDir[] = "/lustre/evals/20261126_130405-3f2a9c01d4e5b677";
+constexpr char kSecret[] = "hf_SECRET_do_not_leak";
+constexpr char kDepSecret[] = "ngc_DEP_SECRET_do_not_leak";
+// Everything a shell might act on.
+constexpr char kHostile[] =
+    "it's \"q\" $(touch /tmp/evalctl_pwned) `touch /tmp/evalctl_pwned2` ; rm -rf / ; $HOME ${X} "
+    "\\n \\ 'x' \n second line\twith tab  &  | > /tmp/evalctl_pwned3 # not a comment";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+std::string ReadFile(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const fs::path& path, absl::string_view text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+// A fresh directory for one test.
+fs::path TempDir(absl::string_view name) {
+  fs::path dir =
+      fs::path(::testing::TempDir()) / absl::StrCat("evalctl_render_", name, "_", ::getpid());
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+EnvVar Literal(std::string name, std::string value) {
+  return {.name = std::move(name), .source = EnvVar::Source::kLiteral, .value = std::move(value)};
+}
+EnvVar Host(std::string name, std::string value) {
+  return {.name = std::move(name),
+          .source = EnvVar::Source::kHost,
+          .value = std::move(value),
+          .host_var = "HOST_" + name};
+}
+EnvVar Runtime(std::string name, std::string var) {
+  return {.name = std::move(name), .source = EnvVar::Source::kRuntime, .value = std::move(var)};
+}
+
+TaskSpec MakeTask(int index, std::string name, absl::string_view runtime) {
+  TaskSpec task;
+  task.index = index;
+  task.name = name;
+  task.dir_name = name;
+  if (runtime == "pyxis") task.container = "nvcr.io/nvidia/eval-factory/simple-evals:25.09";
+  task.command =
+      "nemo-evaluator run_eval --eval_type " + name +
+      " --model_url \"$EVALCTL_ENDPOINT_URL\" --model_id \"$EVALCTL_MODEL_ID\" --output_dir "
+      "\"$EVALCTL_RESULTS_DIR\"";
+  task.env_vars = {Literal("HF_DATASETS_OFFLINE", "1"), Host("HF_TOKEN", kSecret),
+                   Runtime("JOB_USER", "USER")};
+  return task;
+}
+
+// A typical config for each deployment type, as the loader would produce it.
+InvocationSpec MakeSpec(absl::string_view type, absl::string_view runtime) {
+  InvocationSpec spec;
+  Execution& ex = spec.execution;
+  ex.hostname = "login.eos";
+  ex.username = "alice";
+  ex.account = "llm_eval";
+  ex.output_dir = "/lustre/evals";
+  ex.container_runtime = std::string(runtime);
+  ex.sbatch_extra_flags = {{"exclusive", std::nullopt}, {"mem", "0"}};
+  ex.sbatch_comment = R"({"owner": "alice", "note": "nightly #3"})";
+  ex.walltime_seconds = 2 * 3600 + 30 * 60;
+  ex.mpi = type == "trtllm" ? "pmix" : "";
+  if (runtime == "pyxis") {
+    ex.deployment_mounts = {{"/lustre/hf_home", "/root/.cache/huggingface"}};
+    ex.evaluation_mounts = {{"/lustre/hf_home", "/root/.cache/huggingface:ro"}};
+    ex.mount_home = false;
+  }
+  Deployment& dep = spec.deployment;
+  dep.type = std::string(type);
+  dep.served_model_name = "llama-3.1-8b-instruct";
+  dep.endpoints = {
+      {"chat", "/v1/chat/completions"}, {"completions", "/v1/completions"}, {"health", "/health"}};
+  const std::string model = runtime == "pyxis" ? "/checkpoint" : "/lustre/ckpt/llama";
+  if (type == "vllm") {
+    dep.image = "vllm/vllm-openai:v0.10.1";
+    dep.checkpoint_path = "/lustre/ckpt/llama";
+    dep.command = "vllm serve " + model +
+                  " --tensor-parallel-size=8 --pipeline-parallel-size=1 --data-parallel-size=1 "
+                  "--port 8000 --trust-remote-code --served-model-name llama-3.1-8b-instruct "
+                  "--gpu-memory-utilization 0.95";
+    dep.env_vars = {Host("HF_TOKEN", kDepSecret), Literal("VLLM_LOGGING_LEVEL", "INFO")};
+  } else if (type == "sglang") {
+    dep.image = "lmsysorg/sglang:v0.5.2";
+    dep.hf_model_handle = "meta-llama/Llama-3.1-8B-Instruct";
+    dep.command =
+        "python3 -m sglang.launch_server --model-path meta-llama/Llama-3.1-8B-Instruct "
+        "--host 0.0.0.0 --port 8000 --served-model-name llama-3.1-8b-instruct --tp-size 8";
+    dep.env_vars = {Host("HF_TOKEN", kDepSecret)};
+  } else if (type == "nim") {
+    dep.image = "nvcr.io/nim/meta/llama-3.1-8b-instruct:1.8";
+    dep.command = "/opt/nvidia/nvidia_entrypoint.sh /opt/nim/start_server.sh";
+    dep.endpoints["health"] = "/v1/health/ready";
+    dep.cache_path = "/lustre/nim_cache";
+    dep.env_vars = {Host("NGC_API_KEY", kDepSecret),
+                    Literal("NIM_SERVED_MODEL_NAME", "llama-3.1-8b-instruct")};
+  } else if (type == "trtllm") {
+    dep.image = "nvcr.io/nvidia/tensorrt-llm/release:1.0.0";
+    dep.checkpoint_path = "/lustre/ckpt/llama-trt";
+    dep.command = "mpirun --allow-run-as-root --oversubscribe trtllm-serve serve " + model +
+                  " --tp_size 8 --pp_size 1 --backend pytorch --port 8000";
+    ex.deployment_n_tasks = 1;
+  } else if (type == "generic") {
+    dep.image = "ghcr.io/example/my-server:1.2";
+    dep.checkpoint_path = "/lustre/ckpt/custom";
+    dep.command = "my-server --model " + model + " --port 8000 --name 'llama 3.1'";
+    dep.pre_cmd = "export SERVER_THREADS=8\npip install --quiet my-extra==1.0";
+    dep.endpoints["health"] = "/v1/models";
+  } else {
+    spec.target.url = "https://integrate.api.nvidia.com/v1/chat/completions";
+    spec.target.model_id = "meta/llama-3.1-8b-instruct";
+    spec.target.api_key_name = "NGC_API_KEY";
+  }
+  TaskSpec task = MakeTask(0, "gpqa_diamond", runtime);
+  if (type == "none") task.env_vars.push_back(Host("NGC_API_KEY", "nvapi-SECRET-key"));
+  if (type == "generic") {
+    task.pre_cmd = "pip install --quiet my-harness==0.3";
+    task.post_cmd = "cp -r \"$EVALCTL_RESULTS_DIR\"/report* /lustre/reports/ || true";
+    task.dataset_dir = "/lustre/datasets/gpqa";
+    task.endpoint_type = "completions";
+  }
+  task.nemo_evaluator_config_yaml = "config:\n  params:\n    limit_samples: 10\n";
+  spec.tasks.push_back(task);
+  ex.evaluation_gpu_visible = type == "nim" ? std::optional<std::string>("true") : std::nullopt;
+  return spec;
+}
+
+absl::StatusOr<RenderedTaskJob> RenderFirst(const InvocationSpec& spec) {
+  return RenderTaskJob(spec, spec.tasks.at(0), kInvocation, kRunDir);
+}
+
+// The value of the job environment variable `name`, or "".
+std::string EnvValue(const RenderedTaskJob& job, absl::string_view name) {
+  for (const JobEnv& e : job.env) {
+    if (e.name == name) return e.value;
+  }
+  return "";
+}
+
+void ExpectShellcheckClean(const std::string& script, absl::string_view what) {
+  const fs::path dir = TempDir("shellcheck");
+  const fs::path path = dir / "job.sh";
+  WriteFile(path, script);
+  auto r = RunSubprocess(
+      {.argv = {"shellcheck", "-s", "bash", path.string()}, .timeout = absl::Seconds(60)});
+  fs::remove_all(dir);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << what << ": shellcheck found problems:\n"
+                             << r->stdout_data << r->stderr_data;
+}
+
+void ExpectBashParses(const std::string& script, absl::string_view what) {
+  auto r = RunSubprocess({.argv = {"bash", "-n"}, .stdin_data = script});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << what << ": bash -n:\n" << r->stderr_data;
+}
+
+struct Case {
+  std::string name;
+  InvocationSpec spec;
+  bool shared = false;
+};
+
+std::vector<Case> AllCases() {
+  std::vector<Case> cases;
+  for (const char* type : {"vllm", "sglang", "nim", "trtllm", "generic", "none"}) {
+    for (const char* runtime : {"pyxis", "none"}) {
+      cases.push_back({absl::StrCat(type, "_", runtime), MakeSpec(type, runtime)});
+    }
+  }
+  {
+    InvocationSpec spec = MakeSpec("vllm", "pyxis");
+    spec.execution.num_nodes = 4;
+    spec.execution.num_instances = 2;
+    spec.execution.deployment_n_tasks = 4;
+    spec.execution.gres = std::nullopt;
+    spec.execution.gpus_per_node = 8;
+    spec.execution.mpi = "pmix";
+    spec.execution.endpoint_readiness_timeout_seconds = 1800;
+    cases.push_back({"vllm_pyxis_two_instances", std::move(spec)});
+  }
+  {
+    InvocationSpec spec = MakeSpec("vllm", "pyxis");
+    spec.execution.shared_deployment = true;
+    TaskSpec second = MakeTask(1, "ifeval", "pyxis");
+    second.env_vars = {Host("HF_TOKEN", "hf_OTHER_secret_value")};
+    spec.tasks.push_back(second);
+    TaskSpec third = MakeTask(2, "ifeval.2", "pyxis");
+    third.name = "ifeval";
+    spec.tasks.push_back(third);
+    cases.push_back({"vllm_pyxis_shared", std::move(spec), /*shared=*/true});
+  }
+  return cases;
+}
+
+absl::StatusOr<RenderedTaskJob> RenderCase(const Case& c) {
+  if (c.shared) return RenderSharedJob(c.spec, kInvocation, kRunDir);
+  return RenderFirst(c.spec);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ShellQuote and small functions
+
+TEST(ShellQuoteTest, SingleQuotes) {
+  EXPECT_EQ(ShellQuote("abc"), "'abc'");
+  EXPECT_EQ(ShellQuote(""), "''");
+  EXPECT_EQ(ShellQuote("it's"), "'it'\\''s'");
+  EXPECT_EQ(ShellQuote("$(x) `y` \"z\""), "'$(x) `y` \"z\"'");
+}
+
+TEST(ShellQuoteTest, BashReadsBackEveryByte) {
+  std::string all;
+  for (int c = 1; c < 256; ++c) all += static_cast<char>(c);
+  for (const std::string& s : {all, std::string(kHostile), std::string("'''"), std::string("")}) {
+    auto r = RunSubprocess({.argv = {"bash", "-c", "printf '%s' " + ShellQuote(s)}});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->stdout_data, s);
+  }
+}
+
+TEST(InvocationRunDirTest, JoinsOutputDirTimestampAndId) {
+  Execution ex;
+  ex.output_dir = "/lustre/evals/";
+  EXPECT_EQ(InvocationRunDir(ex, "20261126_130405", kInvocation), kRunDir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden files, shellcheck, bash -n
+
+TEST(RenderTest, MatchesGoldenFiles) {
+  const fs::path dir = fs::path(EVALCTL_SOURCE_DIR) / "controller/config/testdata/render";
+  const char* update = std::getenv("EVALCTL_UPDATE_GOLDEN");
+  const bool updating = update != nullptr && std::string(update) == "1";
+  for (const Case& c : AllCases()) {
+    SCOPED_TRACE(c.name);
+    auto job = RenderCase(c);
+    ASSERT_TRUE(job.ok()) << job.status();
+    const fs::path golden = dir / (c.name + ".sh");
+    if (updating) {
+      WriteFile(golden, job->script);
+      continue;
+    }
+    ASSERT_TRUE(fs::exists(golden)) << golden << " is missing; run with EVALCTL_UPDATE_GOLDEN=1";
+    EXPECT_EQ(job->script, ReadFile(golden))
+        << "rendering changed; if that is intended, run with EVALCTL_UPDATE_GOLDEN=1 and review "
+           "the diff of "
+        << golden;
+  }
+}
+
+TEST(RenderTest, EveryScriptPassesShellcheckAndBashN) {
+  for (const Case& c : AllCases()) {
+    SCOPED_TRACE(c.name);
+    auto job = RenderCase(c);
+    ASSERT_TRUE(job.ok()) << job.status();
+    ExpectBashParses(job->script, c.name);
+    ExpectShellcheckClean(job->script, c.name);
+  }
+}
+
+TEST(RenderTest, HostileScriptsPassShellcheckAndBashN) {
+  for (const char* runtime : {"pyxis", "none"}) {
+    InvocationSpec spec = MakeSpec("generic", runtime);
+    spec.deployment.command = kHostile;
+    spec.deployment.pre_cmd = kHostile;
+    spec.deployment.served_model_name = kHostile;
+    spec.tasks[0].command = kHostile;
+    spec.tasks[0].pre_cmd = kHostile;
+    spec.tasks[0].post_cmd = kHostile;
+    spec.tasks[0].name = kHostile;
+    spec.tasks[0].env_vars.push_back(Literal("HOSTILE", kHostile));
+    spec.execution.deployment_mounts = {{"/lustre/it's $(x) `y`", "/mnt/a b"}};
+    auto job = RenderFirst(spec);
+    ASSERT_TRUE(job.ok()) << job.status();
+    ExpectBashParses(job->script, runtime);
+    ExpectShellcheckClean(job->script, runtime);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content
+
+TEST(RenderTest, SbatchHeader) {
+  auto job = RenderFirst(MakeSpec("vllm", "pyxis"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string run_dir = absl::StrCat(kRunDir, "/gpqa_diamond");
+  EXPECT_EQ(job->run_dir, run_dir);
+  EXPECT_EQ(job->job_name_prefix, "llm_eval-nemo-evaluator-launcher.gpqa_diamond");
+  EXPECT_EQ(job->partition, "batch");
+  const std::string& s = job->script;
+  EXPECT_TRUE(absl::StartsWith(s, "#!/bin/bash\n#SBATCH --time=02:30:00\n")) << s;
+  for (const std::string& line :
+       {std::string("#SBATCH --account=llm_eval\n"), std::string("#SBATCH --partition=batch\n"),
+        std::string("#SBATCH --nodes=1\n"), std::string("#SBATCH --ntasks-per-node=1\n"),
+        std::string("#SBATCH --gres=gpu:8\n"),
+        std::string(R"(#SBATCH --comment="{\"owner\": \"alice\", \"note\": \"nightly #3\"}")"
+                    "\n"),
+        std::string("#SBATCH --exclusive\n"), std::string("#SBATCH --mem=0\n"),
+        absl::StrCat("#SBATCH --output=", run_dir, "/logs/slurm-%j.log\n"),
+        std::string("#SBATCH --open-mode=append\n"), std::string("#SBATCH --no-requeue\n"),
+        std::string("#SBATCH --signal=B:USR1@120\n"),
+        absl::StrCat("#SBATCH --chdir=", run_dir, "\n")}) {
+    EXPECT_THAT(s, HasSubstr(line));
+  }
+  EXPECT_THAT(s, Not(HasSubstr("--gpus-per-node")));
+  EXPECT_THAT(s, Not(HasSubstr("--mpi")));
+  EXPECT_THAT(s, HasSubstr("\nset -uo pipefail\n"));
+}
+
+// No xtrace (it would print the secrets' values as they are exported) and no errexit (the script
+// must reach its teardown and report the evaluation's exit code), anywhere.
+TEST(RenderTest, NoXtraceNoErrexit) {
+  for (const Case& c : AllCases()) {
+    SCOPED_TRACE(c.name);
+    auto job = RenderCase(c);
+    ASSERT_TRUE(job.ok()) << job.status();
+    for (absl::string_view raw : absl::StrSplit(job->script, '\n')) {
+      const std::string line(absl::StripLeadingAsciiWhitespace(raw));
+      if (absl::StartsWith(line, "#") || absl::StartsWith(line, "'")) continue;
+      EXPECT_THAT(line, Not(::testing::ContainsRegex("set +-[a-zA-Z]*[xe]"))) << line;
+      EXPECT_THAT(line, Not(HasSubstr("xtrace")));
+      EXPECT_THAT(line, Not(HasSubstr("errexit")));
+    }
+  }
+}
+
+TEST(RenderTest, WalltimeOfADayOrMoreHasDays) {
+  InvocationSpec spec = MakeSpec("none", "none");
+  spec.execution.walltime_seconds = 86400 + 2 * 3600 + 3 * 60 + 4;
+  auto job = RenderFirst(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_THAT(job->script, HasSubstr("#SBATCH --time=1-02:03:04\n"));
+}
+
+TEST(RenderTest, SbatchValuesAreQuotedForSbatch) {
+  InvocationSpec spec = MakeSpec("none", "none");
+  spec.execution.output_dir = "/lustre/my evals/50%";
+  spec.execution.sbatch_comment = R"(a "b" \c 'd')";
+  spec.execution.sbatch_extra_flags = {{"constraint", "gpu&ib"}};
+  auto job = RenderTaskJob(spec, spec.tasks[0], kInvocation,
+                           "/lustre/my evals/50%/20261126_130405-3f2a9c01d4e5b677");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_THAT(job->script, HasSubstr(R"(#SBATCH --comment="a \"b\" \\c 'd'")"));
+  EXPECT_THAT(job->script, HasSubstr(R"(#SBATCH --constraint="gpu&ib")"));
+  EXPECT_THAT(job->script,
+              HasSubstr("#SBATCH --output=\"/lustre/my evals/50%%/"
+                        "20261126_130405-3f2a9c01d4e5b677/gpqa_diamond/logs/slurm-%j.log\""));
+  EXPECT_THAT(job->script, HasSubstr("#SBATCH --chdir=\"/lustre/my evals/50%/"));
+}
+
+TEST(RenderTest, SecretsNeverInTheScript) {
+  for (const Case& c : AllCases()) {
+    SCOPED_TRACE(c.name);
+    auto job = RenderCase(c);
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job->script, Not(HasSubstr(kSecret)));
+    EXPECT_THAT(job->script, Not(HasSubstr(kDepSecret)));
+    EXPECT_THAT(job->script, Not(HasSubstr("hf_OTHER_secret_value")));
+    EXPECT_THAT(job->script, Not(HasSubstr("nvapi-SECRET-key")));
+    for (const JobEnv& e : job->env) {
+      EXPECT_TRUE(e.secret) << e.name;
+      EXPECT_TRUE(absl::StartsWith(e.name, "EVALCTL_SECRET_")) << e.name;
+      EXPECT_THAT(job->script, Not(HasSubstr(e.value)));
+    }
+  }
+}
+
+TEST(RenderTest, SecretsTravelInTheEnvironmentAndAreExportedInTheirStepOnly) {
+  auto job = RenderFirst(MakeSpec("vllm", "pyxis"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(EnvValue(*job, "EVALCTL_SECRET_EVAL_HF_TOKEN"), kSecret);
+  EXPECT_EQ(EnvValue(*job, "EVALCTL_SECRET_DEP_HF_TOKEN"), kDepSecret);
+  EXPECT_EQ(job->env.size(), 2u);
+  const std::string& s = job->script;
+  EXPECT_THAT(s, HasSubstr("export HF_TOKEN=\"${EVALCTL_SECRET_EVAL_HF_TOKEN}\"\n"));
+  EXPECT_THAT(s, HasSubstr("export HF_TOKEN=\"${EVALCTL_SECRET_DEP_HF_TOKEN}\"\n"));
+  EXPECT_THAT(s, HasSubstr("unset EVALCTL_SECRET_DEP_HF_TOKEN EVALCTL_SECRET_EVAL_HF_TOKEN\n"));
+  // Literals are quoted, runtime values come from the node.
+  EXPECT_THAT(s, HasSubstr("export HF_DATASETS_OFFLINE='1'\n"));
+  EXPECT_THAT(s, HasSubstr("export VLLM_LOGGING_LEVEL='INFO'\n"));
+  EXPECT_THAT(s, HasSubstr("export JOB_USER=\"${USER?"));
+  // pyxis gets names only.
+  EXPECT_THAT(s, HasSubstr("--container-env=HF_DATASETS_OFFLINE,HF_TOKEN,JOB_USER,"));
+  EXPECT_THAT(s, HasSubstr("--container-env=HF_TOKEN,VLLM_LOGGING_LEVEL,"));
+}
+
+TEST(RenderTest, SharedJobSecretsAreGroupedPerTask) {
+  std::vector<Case> cases = AllCases();
+  const Case& c = cases.back();
+  ASSERT_EQ(c.name, "vllm_pyxis_shared");
+  auto job = RenderCase(c);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(EnvValue(*job, "EVALCTL_SECRET_EVAL0_HF_TOKEN"), kSecret);
+  EXPECT_EQ(EnvValue(*job, "EVALCTL_SECRET_EVAL1_HF_TOKEN"), "hf_OTHER_secret_value");
+  EXPECT_EQ(EnvValue(*job, "EVALCTL_SECRET_EVAL2_HF_TOKEN"), kSecret);
+  EXPECT_EQ(job->run_dir, kRunDir);
+  EXPECT_EQ(job->job_name_prefix, "llm_eval-nemo-evaluator-launcher.shared");
+  EXPECT_THAT(job->script,
+              HasSubstr(absl::StrCat("#SBATCH --output=", kRunDir, "/logs/slurm-%j.log\n")));
+  for (const char* dir : {"gpqa_diamond", "ifeval", "ifeval.2"}) {
+    EXPECT_THAT(job->script,
+                HasSubstr(absl::StrCat("--output='", kRunDir, "/", dir, "/logs/client-%j.log'")));
+  }
+}
+
+TEST(RenderTest, DeploymentStep) {
+  auto job = RenderFirst(MakeSpec("vllm", "pyxis"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string& s = job->script;
+  EXPECT_THAT(s, HasSubstr("--overlap \\\n      --kill-on-bad-exit=1 \\\n      --nodes=1 \\\n"
+                           "      --ntasks=1 \\\n"));
+  EXPECT_THAT(s, HasSubstr("--container-image='vllm/vllm-openai:v0.10.1'"));
+  EXPECT_THAT(s, HasSubstr(absl::StrCat(
+                     "--container-mounts='", kRunDir,
+                     "/gpqa_diamond/artifacts:/results,/lustre/ckpt/llama:/checkpoint:ro,"
+                     "/lustre/hf_home:/root/.cache/huggingface'")));
+  EXPECT_THAT(s, HasSubstr("--no-container-mount-home"));
+  EXPECT_THAT(s, HasSubstr("evalctl_wait_ready 'http://127.0.0.1:8000/health' || exit\n"));
+  EXPECT_THAT(s, HasSubstr("EVALCTL_READY_TIMEOUT=9000\n"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/chat/"
+                           "completions'\n"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'\n"));
+}
+
+TEST(RenderTest, MpiOnlyWhenConfigured) {
+  auto job = RenderFirst(MakeSpec("trtllm", "pyxis"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_THAT(job->script, HasSubstr("--mpi='pmix'"));
+}
+
+TEST(RenderTest, NimHealthPathAndGpuVisibility) {
+  auto job = RenderFirst(MakeSpec("nim", "pyxis"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_THAT(job->script, HasSubstr("'http://127.0.0.1:8000/v1/health/ready'"));
+  EXPECT_THAT(job->script, HasSubstr("export NVIDIA_VISIBLE_DEVICES='all'\n"));
+  EXPECT_THAT(job->script, HasSubstr("/lustre/nim_cache:/cache"));
+}
+
+TEST(RenderTest, DeploymentNoneUsesTheTarget) {
+  auto job = RenderFirst(MakeSpec("none", "pyxis"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string& s = job->script;
+  EXPECT_THAT(s, Not(HasSubstr("evalctl_wait_ready '")));
+  EXPECT_THAT(s, Not(HasSubstr("EVALCTL_SERVER_DRIVER}\" evalctl-server")));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL='https://integrate.api.nvidia.com/v1/"
+                           "chat/completions'\n"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_MODEL_ID='meta/llama-3.1-8b-instruct'\n"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_API_KEY_NAME='NGC_API_KEY'\n"));
+}
+
+TEST(RenderTest, RuntimeNoneHasNoContainerFlagsAndUsesHostPaths) {
+  auto job = RenderFirst(MakeSpec("generic", "none"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string& s = job->script;
+  EXPECT_THAT(s, Not(HasSubstr("--container-image='")));
+  EXPECT_THAT(s, Not(HasSubstr("--container-mounts=")));
+  EXPECT_THAT(s, Not(HasSubstr("--container-env=")));
+  EXPECT_THAT(s, Not(HasSubstr("--no-container-mount-home")));
+  EXPECT_THAT(s, HasSubstr(absl::StrCat("export EVALCTL_RESULTS_DIR='", kRunDir,
+                                        "/gpqa_diamond/artifacts'\n")));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_CHECKPOINT_DIR='/lustre/ckpt/custom'\n"));
+  EXPECT_THAT(s, HasSubstr("export NEMO_EVALUATOR_DATASET_DIR='/lustre/datasets/gpqa'\n"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/completions'"));
+  EXPECT_THAT(s, HasSubstr("'http://127.0.0.1:8000/v1/models'"));
+}
+
+TEST(RenderTest, TwoInstancesUseHaproxy) {
+  std::vector<Case> cases = AllCases();
+  const Case* c = nullptr;
+  for (const Case& x : cases) {
+    if (x.name == "vllm_pyxis_two_instances") c = &x;
+  }
+  ASSERT_NE(c, nullptr);
+  auto job = RenderCase(*c);
+  ASSERT_TRUE(job.ok()) << job.status();
+  const std::string& s = job->script;
+  EXPECT_THAT(s, HasSubstr("for ((evalctl_g = 0; evalctl_g < 2; evalctl_g++)); do\n"));
+  EXPECT_THAT(s, HasSubstr("evalctl_select_instance \"${evalctl_g}\" 2\n"));
+  EXPECT_THAT(s, HasSubstr("--nodes=2 \\\n      --ntasks=2 \\\n"));
+  EXPECT_THAT(s, HasSubstr("--container-image='haproxy:latest'"));
+  EXPECT_THAT(s, HasSubstr("evalctl_wait_ready 'http://127.0.0.1:5009/health' || exit\n"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL='http://127.0.0.1:5009/v1/chat/"));
+  EXPECT_THAT(s, HasSubstr("#SBATCH --gpus-per-node=8\n"));
+  EXPECT_THAT(s, Not(HasSubstr("--gres")));
+  EXPECT_THAT(s, HasSubstr("EVALCTL_READY_TIMEOUT=1800\n"));
+}
+
+TEST(RenderTest, HostileValuesAreQuoted) {
+  InvocationSpec spec = MakeSpec("generic", "pyxis");
+  spec.deployment.served_model_name = kHostile;
+  spec.tasks[0].env_vars.push_back(Literal("HOSTILE", kHostile));
+  auto job = RenderFirst(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_THAT(job->script, HasSubstr(absl::StrCat("export HOSTILE=", ShellQuote(kHostile), "\n")));
+  EXPECT_THAT(job->script,
+              HasSubstr(absl::StrCat("export EVALCTL_MODEL_ID=", ShellQuote(kHostile), "\n")));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Invalid input
+
+struct BadCase {
+  std::string what;
+  std::function<void(InvocationSpec&)> mutate;
+  std::string key;
+};
+
+TEST(RenderTest, InvalidInputNamesTheKey) {
+  const std::vector<BadCase> cases = {
+      {"relative output_dir", [](InvocationSpec& s) { s.execution.output_dir = "evals"; },
+       "execution.output_dir"},
+      {"output_dir with ..", [](InvocationSpec& s) { s.execution.output_dir = "/lustre/../etc"; },
+       "execution.output_dir"},
+      {"relative deployment mount",
+       [](InvocationSpec& s) {
+         s.execution.deployment_mounts = {{"data", "/data"}};
+       },
+       "execution.mounts.deployment"},
+      {"deployment mount with ..",
+       [](InvocationSpec& s) {
+         s.execution.deployment_mounts = {{"/a/../../etc", "/data"}};
+       },
+       "execution.mounts.deployment"},
+      {"relative container path",
+       [](InvocationSpec& s) {
+         s.execution.deployment_mounts = {{"/a", "data"}};
+       },
+       "execution.mounts.deployment"},
+      {"comma in a mount",
+       [](InvocationSpec& s) {
+         s.execution.evaluation_mounts = {{"/a,b", "/data"}};
+       },
+       "execution.mounts.evaluation"},
+      {"evaluation mount with ..",
+       [](InvocationSpec& s) {
+         s.execution.evaluation_mounts = {{"/x", "/data/../.."}};
+       },
+       "execution.mounts.evaluation"},
+      {"relative checkpoint", [](InvocationSpec& s) { s.deployment.checkpoint_path = "ckpt"; },
+       "deployment.checkpoint_path"},
+      {"cache with ..", [](InvocationSpec& s) { s.deployment.cache_path = "/a/.."; },
+       "deployment.cache_path"},
+      {"relative dataset_dir", [](InvocationSpec& s) { s.tasks[0].dataset_dir = "data"; },
+       "evaluation.tasks.0.dataset_dir"},
+      {"newline in account", [](InvocationSpec& s) { s.execution.account = "a\nb"; },
+       "execution.account"},
+      {"newline in partition",
+       [](InvocationSpec& s) { s.execution.partition = "batch\n#SBATCH --uid=0"; },
+       "execution.partition"},
+      {"newline in comment",
+       [](InvocationSpec& s) { s.execution.sbatch_comment = "x\n#SBATCH --requeue"; },
+       "execution.sbatch_comment"},
+      {"hetjob in comment", [](InvocationSpec& s) { s.execution.sbatch_comment = "a HetJob"; },
+       "execution.sbatch_comment"},
+      {"newline in an extra flag value",
+       [](InvocationSpec& s) {
+         s.execution.sbatch_extra_flags = {{"mem", "1\n"}};
+       },
+       "execution.sbatch_extra_flags.mem"},
+      {"bad extra flag name",
+       [](InvocationSpec& s) {
+         s.execution.sbatch_extra_flags = {{"mem 1", std::nullopt}};
+       },
+       "execution.sbatch_extra_flags.mem 1"},
+      {"extra flag that overrides evalctl",
+       [](InvocationSpec& s) {
+         s.execution.sbatch_extra_flags = {{"requeue", std::nullopt}};
+       },
+       "execution.sbatch_extra_flags.requeue"},
+      {"abbreviated extra flag",
+       [](InvocationSpec& s) {
+         s.execution.sbatch_extra_flags = {{"out", "/tmp/x"}};
+       },
+       "execution.sbatch_extra_flags.out"},
+      {"extra flag with its own key",
+       [](InvocationSpec& s) {
+         s.execution.sbatch_extra_flags = {{"time", "10"}};
+       },
+       "execution.sbatch_extra_flags.time"},
+      {"bad env name",
+       [](InvocationSpec& s) { s.tasks[0].env_vars.push_back(Literal("A-B", "1")); },
+       "evaluation.tasks.0.env_vars.A-B"},
+      {"env name with a command",
+       [](InvocationSpec& s) { s.deployment.env_vars.push_back(Literal("X=$(id)", "1")); },
+       "deployment.env_vars.X=$(id)"},
+      {"reserved env name",
+       [](InvocationSpec& s) { s.tasks[0].env_vars.push_back(Literal("EVALCTL_MODEL_ID", "x")); },
+       "evaluation.tasks.0.env_vars.EVALCTL_MODEL_ID"},
+      {"runtime var not a name",
+       [](InvocationSpec& s) { s.tasks[0].env_vars.push_back(Runtime("A", "$(id)")); },
+       "evaluation.tasks.0.env_vars.A"},
+      {"NUL in a command", [](InvocationSpec& s) { s.tasks[0].command = std::string("a\0b", 3); },
+       "evaluation.tasks.0.command"},
+      {"task dir with a slash", [](InvocationSpec& s) { s.tasks[0].dir_name = "a/b"; },
+       "evaluation.tasks.0.name"},
+      {"colon in the task dir with pyxis", [](InvocationSpec& s) { s.tasks[0].dir_name = "a:b"; },
+       "evaluation.tasks.0.name"},
+      {"comma in output_dir with pyxis",
+       [](InvocationSpec& s) { s.execution.output_dir = "/lustre/a,b"; }, "execution.output_dir"},
+      {"task dir ..", [](InvocationSpec& s) { s.tasks[0].dir_name = ".."; },
+       "evaluation.tasks.0.name"},
+      {"task dir with a newline", [](InvocationSpec& s) { s.tasks[0].dir_name = "a\nb"; },
+       "evaluation.tasks.0.name"},
+      {"unknown endpoint type", [](InvocationSpec& s) { s.tasks[0].endpoint_type = "ranking"; },
+       "evaluation.tasks.0.endpoint_type"},
+      {"missing container", [](InvocationSpec& s) { s.tasks[0].container = ""; },
+       "evaluation.tasks.0.container"},
+      {"missing image", [](InvocationSpec& s) { s.deployment.image = ""; }, "deployment.image"},
+      {"missing command", [](InvocationSpec& s) { s.deployment.command = ""; },
+       "deployment.command"},
+      {"bad health path",
+       [](InvocationSpec& s) { s.deployment.endpoints["health"] = "health check"; },
+       "deployment.endpoints.health"},
+      {"instances not dividing nodes",
+       [](InvocationSpec& s) {
+         s.execution.num_nodes = 3;
+         s.execution.num_instances = 2;
+       },
+       "execution.num_instances"},
+      {"bad runtime", [](InvocationSpec& s) { s.execution.container_runtime = "docker"; },
+       "execution.container_runtime"},
+      {"bad deployment type", [](InvocationSpec& s) { s.deployment.type = "tgi"; },
+       "deployment.type"},
+      {"bad port", [](InvocationSpec& s) { s.deployment.port = 70000; }, "deployment.port"},
+      {"pipe in the account", [](InvocationSpec& s) { s.execution.account = "a|b"; },
+       "execution.account"},
+      {"no walltime", [](InvocationSpec& s) { s.execution.walltime_seconds = 0; },
+       "execution.walltime"},
+  };
+  for (const BadCase& c : cases) {
+    SCOPED_TRACE(c.what);
+    InvocationSpec spec = MakeSpec("vllm", "pyxis");
+    c.mutate(spec);
+    auto job = RenderTaskJob(spec, spec.tasks[0], kInvocation,
+                             InvocationRunDir(spec.execution, "20261126_130405", kInvocation));
+    ASSERT_FALSE(job.ok());
+    EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_TRUE(absl::StartsWith(job.status().message(), c.key + ":")) << job.status();
+  }
+}
+
+TEST(RenderTest, RuntimeNoneRefusesSeveralInstances) {
+  InvocationSpec spec = MakeSpec("vllm", "none");
+  spec.execution.num_nodes = 2;
+  spec.execution.num_instances = 2;
+  spec.execution.deployment_n_tasks = 2;
+  auto job = RenderFirst(spec);
+  ASSERT_FALSE(job.ok());
+  EXPECT_THAT(job.status().message(), HasSubstr("execution.num_instances:"));
+  EXPECT_THAT(job.status().message(), HasSubstr("pyxis"));
+}
+
+TEST(RenderTest, BadInvocationIdIsRefused) {
+  InvocationSpec spec = MakeSpec("none", "none");
+  auto job = RenderTaskJob(spec, spec.tasks[0], "abc'; id", kRunDir);
+  ASSERT_FALSE(job.ok());
+  EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RenderTest, SharedJobNeedsDistinctTasks) {
+  InvocationSpec spec = MakeSpec("vllm", "pyxis");
+  spec.tasks.push_back(MakeTask(1, "gpqa_diamond", "pyxis"));
+  auto job = RenderSharedJob(spec, kInvocation, kRunDir);
+  ASSERT_FALSE(job.ok());
+  EXPECT_THAT(job.status().message(), HasSubstr("evaluation.tasks.1.name:"));
+  spec.tasks[1] = MakeTask(0, "other", "pyxis");
+  job = RenderSharedJob(spec, kInvocation, kRunDir);
+  ASSERT_FALSE(job.ok());
+  EXPECT_THAT(job.status().message(), HasSubstr("evaluation.tasks:"));
+}
+
+TEST(RenderTest, SharedJobNeedsTasks) {
+  InvocationSpec spec = MakeSpec("vllm", "pyxis");
+  spec.tasks.clear();
+  auto job = RenderSharedJob(spec, kInvocation, kRunDir);
+  ASSERT_FALSE(job.ok());
+  EXPECT_THAT(job.status().message(), HasSubstr("evaluation.tasks:"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the scripts with bash, outside Slurm: the script then runs its steps on this host.
+
+struct LocalRun {
+  LocalRun() = default;
+  LocalRun(LocalRun&& other) noexcept
+      : root(std::exchange(other.root, {})),
+        run_dir(std::move(other.run_dir)),
+        env(std::move(other.env)),
+        result(std::move(other.result)) {}
+  LocalRun& operator=(LocalRun&&) = delete;
+  ~LocalRun() {
+    std::error_code ignored;
+    if (!root.empty()) fs::remove_all(root, ignored);
+  }
+
+  fs::path root;  // holds output_dir; removed with this object
+  std::string run_dir;
+  std::vector<std::pair<std::string, std::string>> env;
+  SubprocessResult result;
+  std::string File(absl::string_view rel) const {
+    return ReadFile(fs::path(run_dir) / std::string(rel));
+  }
+};
+
+// Renders `spec` with output_dir under a fresh directory and runs the script with bash.
+LocalRun RunLocally(absl::string_view name, InvocationSpec spec, bool shared = false,
+                    absl::string_view output_subdir = "out") {
+  LocalRun run;
+  run.root = TempDir(name);
+  spec.execution.output_dir = (run.root / std::string(output_subdir)).string();
+  const std::string inv_dir = InvocationRunDir(spec.execution, "20261126_130405", kInvocation);
+  auto job = shared ? RenderSharedJob(spec, kInvocation, inv_dir)
+                    : RenderTaskJob(spec, spec.tasks.at(0), kInvocation, inv_dir);
+  EXPECT_TRUE(job.ok()) << job.status();
+  if (!job.ok()) return run;
+  run.run_dir = job->run_dir;
+  fs::create_directories(fs::path(run.run_dir) / "logs");  // as the agent does
+  const fs::path script = fs::path(run.run_dir) / "job.sh";
+  WriteFile(script, job->script);
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"PATH", std::getenv("PATH") != nullptr ? std::getenv("PATH") : "/usr/bin:/bin"},
+      {"HOME", run.root.string()},
+      {"USER", "evalctl-test"}};
+  for (const JobEnv& e : job->env) env.emplace_back(e.name, e.value);
+  run.env = env;
+  auto r = RunSubprocess({.argv = {"bash", script.string()},
+                          .env = env,
+                          .clear_env = true,
+                          .working_dir = run.run_dir,
+                          .timeout = absl::Seconds(60)});
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (r.ok()) run.result = *r;
+  return run;
+}
+
+// A runtime-none spec with an external endpoint and the given task command.
+InvocationSpec LocalSpec(absl::string_view command) {
+  InvocationSpec spec = MakeSpec("none", "none");
+  spec.tasks[0].command = std::string(command);
+  return spec;
+}
+
+std::string Diagnostics(const LocalRun& run) {
+  return absl::StrCat("exit ", run.result.exit_code, "\nstderr:\n", run.result.stderr_data,
+                      "\nstdout:\n", run.result.stdout_data);
+}
+
+TEST(RunScriptTest, HostileValuesReachTheCommandByteForByteAndExecuteNothing) {
+  for (const char* f : {"/tmp/evalctl_pwned", "/tmp/evalctl_pwned2", "/tmp/evalctl_pwned3"}) {
+    fs::remove(f);
+  }
+  InvocationSpec spec = LocalSpec(
+      "printf '%s' \"$HOSTILE\" >\"$EVALCTL_RESULTS_DIR/hostile.out\"\n"
+      "printf '%s' \"$EVALCTL_MODEL_ID\" >\"$EVALCTL_RESULTS_DIR/model.out\"\n"
+      "printf '%s' \"$EVALCTL_TASK_NAME\" >\"$EVALCTL_RESULTS_DIR/name.out\"\n"
+      "printf '%s' \"$HF_TOKEN\" >\"$EVALCTL_RESULTS_DIR/secret.out\"\n"
+      "printf '%s' \"$JOB_USER\" >\"$EVALCTL_RESULTS_DIR/user.out\"\n"
+      "printf '%s' \"$PRE\" >\"$EVALCTL_RESULTS_DIR/pre.out\"\n"
+      "printf '%s' \"$#\" >\"$EVALCTL_RESULTS_DIR/argc.out\"\n"
+      "exit 7");
+  spec.tasks[0].env_vars.push_back(Literal("HOSTILE", kHostile));
+  spec.tasks[0].name = kHostile;
+  spec.tasks[0].dir_name = "task 'one' $(touch evalctl_pwned4) `touch evalctl_pwned5` ; \" #";
+  spec.tasks[0].pre_cmd = absl::StrCat("PRE=", ShellQuote(kHostile));
+  spec.tasks[0].post_cmd = "printf '%s' \"post saw $?\" >\"$EVALCTL_RESULTS_DIR/post.out\"";
+  spec.target.model_id = kHostile;
+  // The output directory, hence every path in the script, is hostile too.
+  LocalRun run =
+      RunLocally("hostile", spec, /*shared=*/false,
+                 "out dir 'q' \"dq\" $(touch evalctl_pwned6) `touch evalctl_pwned7` ; #");
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 7) << Diagnostics(run);
+  EXPECT_EQ(run.File("artifacts/hostile.out"), kHostile);
+  EXPECT_EQ(run.File("artifacts/model.out"), kHostile);
+  EXPECT_EQ(run.File("artifacts/name.out"), kHostile);
+  EXPECT_EQ(run.File("artifacts/pre.out"), kHostile);
+  EXPECT_EQ(run.File("artifacts/secret.out"), kSecret);
+  EXPECT_EQ(run.File("artifacts/user.out"), "evalctl-test");
+  EXPECT_EQ(run.File("artifacts/argc.out"), "0");
+  EXPECT_EQ(run.File("artifacts/post.out"), "post saw 7");
+  EXPECT_EQ(run.File(kExitCodeFile), "7\n");
+  EXPECT_EQ(run.File(kPhaseFile), "finished\n");
+  for (const char* f : {"/tmp/evalctl_pwned", "/tmp/evalctl_pwned2", "/tmp/evalctl_pwned3"}) {
+    EXPECT_FALSE(fs::exists(f)) << f;
+  }
+  for (const fs::path& dir : {fs::path(run.run_dir), fs::path(run.run_dir).parent_path(),
+                              fs::path(run.run_dir).parent_path().parent_path(), run.root}) {
+    for (const char* f : {"evalctl_pwned4", "evalctl_pwned5", "evalctl_pwned6", "evalctl_pwned7"}) {
+      EXPECT_FALSE(fs::exists(dir / f)) << dir / f;
+    }
+  }
+  // The secret is not in anything the job printed.
+  EXPECT_THAT(run.result.stderr_data, Not(HasSubstr(kSecret)));
+  EXPECT_THAT(run.result.stdout_data, Not(HasSubstr(kSecret)));
+  EXPECT_THAT(run.File("logs/client-local.log"), Not(HasSubstr(kSecret)));
+}
+
+TEST(RunScriptTest, PhasesExitCodeAndLogs) {
+  LocalRun run = RunLocally("phases", LocalSpec("echo hello from the harness"));
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 0) << Diagnostics(run);
+  EXPECT_EQ(run.File(kPhaseFile), "finished\n");
+  EXPECT_EQ(run.File(kExitCodeFile), "0\n");
+  EXPECT_EQ(run.File("logs/client-local.log"), "hello from the harness\n");
+  EXPECT_THAT(run.result.stderr_data, HasSubstr("evalctl: job exits with code 0"));
+  EXPECT_FALSE(fs::exists(fs::path(run.run_dir) / ".evalctl/phase.tmp"));
+}
+
+TEST(RunScriptTest, ExitCodesOf128AndAboveAreMappedBelow128) {
+  LocalRun run = RunLocally("exit200", LocalSpec("exit 200"));
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, kExitEvalCodeOutOfRange) << Diagnostics(run);
+  EXPECT_EQ(run.File(kExitCodeFile), "200\n");
+}
+
+TEST(RunScriptTest, PreCmdFailureStopsTheEvaluation) {
+  InvocationSpec spec = LocalSpec("echo should-not-run");
+  spec.tasks[0].pre_cmd = "false";
+  LocalRun run = RunLocally("precmd", spec);
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 1) << Diagnostics(run);
+  const std::string log = run.File("logs/client-local.log");
+  EXPECT_THAT(log, HasSubstr("evalctl: pre_cmd failed with exit code 1"));
+  EXPECT_THAT(log, Not(HasSubstr("should-not-run")));
+}
+
+TEST(RunScriptTest, MissingSecretFailsSetup) {
+  InvocationSpec spec = LocalSpec("true");
+  LocalRun dir;  // only for its clean-up
+  dir.root = TempDir("nosecret");
+  spec.execution.output_dir = (dir.root / "out").string();
+  const std::string inv_dir = InvocationRunDir(spec.execution, "20261126_130405", kInvocation);
+  auto job = RenderTaskJob(spec, spec.tasks[0], kInvocation, inv_dir);
+  ASSERT_TRUE(job.ok()) << job.status();
+  fs::create_directories(fs::path(job->run_dir) / "logs");
+  auto r = RunSubprocess({.argv = {"bash", "-c", job->script},
+                          .env = {{"PATH", std::getenv("PATH")}},
+                          .clear_env = true});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, kExitSetupFailed) << r->stderr_data;
+  EXPECT_THAT(r->stderr_data, HasSubstr("lacks EVALCTL_SECRET_EVAL_HF_TOKEN"));
+  EXPECT_EQ(ReadFile(fs::path(job->run_dir) / kPhaseFile), "finished\n");
+}
+
+TEST(RunScriptTest, Usr1IsForwardedToTheEvaluation) {
+  // The harness asks the batch shell for USR1 (as Slurm would send it), handles it and goes on.
+  LocalRun run =
+      RunLocally("usr1", LocalSpec("trap 'echo got-usr1 >>\"$EVALCTL_RESULTS_DIR/usr1.out\"' USR1\n"
+                                   "sleep 0.5\n"
+                                   "kill -USR1 \"$PPID\"\n"
+                                   "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.2; done\n"
+                                   "echo done >>\"$EVALCTL_RESULTS_DIR/usr1.out\""));
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 0) << Diagnostics(run);
+  EXPECT_EQ(run.File("artifacts/usr1.out"), "got-usr1\ndone\n");
+  EXPECT_THAT(run.result.stderr_data, HasSubstr("forwarding it to the evaluation step"));
+}
+
+TEST(RunScriptTest, TermInterruptsAndTearsDown) {
+  // The harness asks the batch shell for TERM (as Slurm would send it) while its child runs.
+  LocalRun run = RunLocally("term", LocalSpec("sleep 20 &\nkill -TERM \"$PPID\"\nwait $!"));
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, kExitInterrupted) << Diagnostics(run);
+  EXPECT_EQ(run.File(kPhaseFile), "finished\n");
+  EXPECT_EQ(run.File(kExitCodeFile), "143\n");
+  EXPECT_LT(absl::ToDoubleSeconds(run.result.elapsed), 15);
+}
+
+TEST(RunScriptTest, InterruptedMarkerMakesTheJobInterrupted) {
+  LocalRun run = RunLocally(
+      "marker", LocalSpec("touch \"$EVALCTL_RESULTS_DIR/.nemo_evaluator_interrupted\"; exit 0"));
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, kExitInterrupted) << Diagnostics(run);
+  EXPECT_EQ(run.File(kExitCodeFile), "0\n");
+}
+
+// In an allocation (SLURM_JOB_ID set) with a fake srun that records its arguments: every hostile
+// value reaches srun as exactly one argument, byte for byte, and nothing runs.
+TEST(RunScriptTest, PyxisStepArgumentsReachSrunIntact) {
+  const std::string hostile_path =
+      "/data/it's $(touch evalctl_pwned8) `touch evalctl_pwned9` \"q\" ; x";
+  InvocationSpec spec = MakeSpec("none", "pyxis");
+  spec.execution.evaluation_mounts = {{hostile_path, "/mnt/a b'c $(id)"}};
+  spec.tasks[0].container = "registry.example/eval:1 'x' $(touch evalctl_pwned10)";
+  spec.tasks[0].command = kHostile;
+  spec.tasks[0].pre_cmd = "echo 'pre' $(id)";
+  spec.tasks[0].post_cmd = "`id`";
+  LocalRun run;
+  run.root = TempDir("pyxis");
+  const fs::path bin = run.root / "bin";
+  WriteFile(bin / "srun", "#!/bin/bash\nprintf '%s\\0' \"$@\" >\"$FAKE_SRUN_ARGV\"\n");
+  WriteFile(bin / "scontrol", "#!/bin/bash\necho node7\n");
+  fs::permissions(bin / "srun", fs::perms::owner_all);
+  fs::permissions(bin / "scontrol", fs::perms::owner_all);
+  spec.execution.output_dir = (run.root / "out").string();
+  auto job = RenderTaskJob(spec, spec.tasks[0], kInvocation,
+                           InvocationRunDir(spec.execution, "20261126_130405", kInvocation));
+  ASSERT_TRUE(job.ok()) << job.status();
+  fs::create_directories(fs::path(job->run_dir) / "logs");
+  const fs::path argv_file = run.root / "argv";
+  std::vector<std::pair<std::string, std::string>> env = {
+      {"PATH", absl::StrCat(bin.string(), ":", std::getenv("PATH"))},
+      {"SLURM_JOB_ID", "4242"},
+      {"SLURM_JOB_NODELIST", "node7"},
+      {"USER", "evalctl-test"},
+      {"FAKE_SRUN_ARGV", argv_file.string()}};
+  for (const JobEnv& e : job->env) env.emplace_back(e.name, e.value);
+  auto r = RunSubprocess({.argv = {"bash", "-c", job->script},
+                          .env = env,
+                          .clear_env = true,
+                          .working_dir = job->run_dir});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << r->stderr_data;
+  std::vector<std::string> argv = absl::StrSplit(ReadFile(argv_file), '\0');
+  ASSERT_FALSE(argv.empty());
+  argv.pop_back();  // after the last NUL
+  EXPECT_THAT(argv, ::testing::Contains(absl::StrCat("--container-mounts=", job->run_dir,
+                                                     "/artifacts:/results,", hostile_path,
+                                                     ":/mnt/a b'c $(id)")));
+  EXPECT_THAT(argv,
+              ::testing::Contains(absl::StrCat("--container-image=", spec.tasks[0].container)));
+  EXPECT_THAT(argv, ::testing::Contains("--nodelist=node7"));
+  EXPECT_THAT(argv,
+              ::testing::Contains(absl::StrCat("--output=", job->run_dir, "/logs/client-%j.log")));
+  ASSERT_GE(argv.size(), 4u);
+  EXPECT_EQ(argv[argv.size() - 4], "evalctl-eval");
+  EXPECT_EQ(argv[argv.size() - 3], "echo 'pre' $(id)");
+  EXPECT_EQ(argv[argv.size() - 2], kHostile);
+  EXPECT_EQ(argv[argv.size() - 1], "`id`");
+  for (const fs::path& dir : {fs::path(job->run_dir), run.root}) {
+    for (const char* f : {"evalctl_pwned8", "evalctl_pwned9", "evalctl_pwned10"}) {
+      EXPECT_FALSE(fs::exists(dir / f)) << dir / f;
+    }
+  }
+  EXPECT_THAT(r->stderr_data, HasSubstr("job 4242"));
+}
+
+// A deployment of type generic running a real HTTP server on this host.
+InvocationSpec ServerSpec(int port, absl::string_view server_command, absl::string_view eval) {
+  InvocationSpec spec = MakeSpec("generic", "none");
+  spec.deployment.command = std::string(server_command);
+  spec.deployment.pre_cmd = "";
+  spec.deployment.port = port;
+  spec.deployment.endpoints = {{"health", "/"}, {"chat", "/v1/chat/completions"}};
+  spec.tasks[0].command = std::string(eval);
+  spec.tasks[0].pre_cmd = "";
+  spec.tasks[0].post_cmd = "";
+  spec.tasks[0].dataset_dir = std::nullopt;
+  spec.tasks[0].endpoint_type = "chat";
+  spec.deployment.env_vars = {Host("HF_TOKEN", kDepSecret), Literal("DEP_ONLY", "dep literal")};
+  spec.tasks[0].env_vars.push_back(Literal("EVAL_ONLY", "eval literal"));
+  return spec;
+}
+
+TEST(RunScriptTest, DeploymentReadyEvaluationTeardown) {
+  const int port = FreePort();
+  const std::string server = absl::StrCat(
+      "env >\"$EVALCTL_RESULTS_DIR/server_env\"\n"
+      "exec python3 -m http.server ",
+      port, " --bind 127.0.0.1 --directory \"$EVALCTL_RESULTS_DIR\"");
+  InvocationSpec spec =
+      ServerSpec(port, server,
+                 "env >\"$EVALCTL_RESULTS_DIR/eval_env\"\n"
+                 "curl -sf -o /dev/null \"${EVALCTL_ENDPOINT_URL%/v1/chat/completions}/\"");
+  LocalRun run = RunLocally("server", spec);
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 0) << Diagnostics(run);
+  EXPECT_EQ(run.File(kPhaseFile), "finished\n");
+  const std::string server_env = run.File("artifacts/server_env");
+  const std::string eval_env = run.File("artifacts/eval_env");
+  // Each step sees its own variables and secrets only.
+  EXPECT_THAT(server_env, HasSubstr(absl::StrCat("HF_TOKEN=", kDepSecret, "\n")));
+  EXPECT_THAT(server_env, HasSubstr("DEP_ONLY=dep literal\n"));
+  EXPECT_THAT(server_env, Not(HasSubstr(kSecret)));
+  EXPECT_THAT(server_env, Not(HasSubstr("EVAL_ONLY")));
+  EXPECT_THAT(server_env, Not(HasSubstr("EVALCTL_SECRET_")));
+  EXPECT_THAT(eval_env, HasSubstr(absl::StrCat("HF_TOKEN=", kSecret, "\n")));
+  EXPECT_THAT(eval_env, HasSubstr("EVAL_ONLY=eval literal\n"));
+  EXPECT_THAT(eval_env, HasSubstr(absl::StrCat("EVALCTL_ENDPOINT_URL=http://127.0.0.1:", port,
+                                               "/v1/chat/completions\n")));
+  EXPECT_THAT(eval_env, Not(HasSubstr(kDepSecret)));
+  EXPECT_THAT(eval_env, Not(HasSubstr("DEP_ONLY")));
+  EXPECT_THAT(eval_env, Not(HasSubstr("EVALCTL_SECRET_")));
+  // The server is gone.
+  auto probe = RunSubprocess({.argv = {"curl", "-s", "-o", "/dev/null", "--max-time", "2",
+                                       absl::StrCat("http://127.0.0.1:", port, "/")}});
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  EXPECT_NE(probe->exit_code, 0) << "the server still answers after the job ended";
+}
+
+TEST(RunScriptTest, ServerThatDiesFailsFast) {
+  InvocationSpec spec = ServerSpec(FreePort(), "echo cannot load the model >&2; exit 3", "true");
+  LocalRun run = RunLocally("dies", spec);
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, kExitServerDied) << Diagnostics(run);
+  EXPECT_THAT(run.result.stderr_data,
+              HasSubstr("evalctl: deployment instance 0 exited before http://127.0.0.1:"));
+  EXPECT_THAT(run.result.stderr_data,
+              HasSubstr(absl::StrCat(run.run_dir, "/logs/server-0-local-")));
+  EXPECT_THAT(run.File("logs/server-0-local-0.log"), HasSubstr("cannot load the model"));
+  EXPECT_EQ(run.File(kPhaseFile), "finished\n");
+  EXPECT_FALSE(fs::exists(fs::path(run.run_dir) / kExitCodeFile));
+  EXPECT_LT(absl::ToDoubleSeconds(run.result.elapsed), 20);
+}
+
+TEST(RunScriptTest, ServerThatNeverAnswersTimesOut) {
+  InvocationSpec spec = ServerSpec(FreePort(), "sleep 60", "true");
+  spec.execution.endpoint_readiness_timeout_seconds = 3;
+  LocalRun run = RunLocally("timeout", spec);
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, kExitEndpointTimeout) << Diagnostics(run);
+  EXPECT_THAT(run.result.stderr_data, HasSubstr("was not ready after 3 s"));
+  EXPECT_EQ(run.File(kPhaseFile), "finished\n");
+  EXPECT_LT(absl::ToDoubleSeconds(run.result.elapsed), 20);
+}
+
+TEST(RunScriptTest, SharedJobRunsEachTaskInItsOwnDirectory) {
+  InvocationSpec spec = LocalSpec("echo first; exit 0");
+  spec.execution.shared_deployment = true;
+  TaskSpec second = MakeTask(1, "second", "none");
+  second.command = "echo second; exit 4";
+  TaskSpec third = MakeTask(2, "third", "none");
+  third.command = "echo third; exit 5";
+  third.env_vars = {Host("HF_TOKEN", "third-secret")};
+  spec.tasks.push_back(second);
+  spec.tasks.push_back(third);
+  LocalRun run = RunLocally("shared", spec, /*shared=*/true);
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 4) << Diagnostics(run);
+  EXPECT_EQ(run.File("gpqa_diamond/.evalctl/eval_exit_code"), "0\n");
+  EXPECT_EQ(run.File("second/.evalctl/eval_exit_code"), "4\n");
+  EXPECT_EQ(run.File("third/.evalctl/eval_exit_code"), "5\n");
+  EXPECT_EQ(run.File("third/logs/client-local.log"), "third\n");
+  for (const char* dir : {".", "gpqa_diamond", "second", "third"}) {
+    EXPECT_EQ(run.File(absl::StrCat(dir, "/", kPhaseFile)), "finished\n") << dir;
+  }
+}
+
+TEST(RunScriptTest, SharedJobSkipsTasksThatSucceededBefore) {
+  InvocationSpec spec = LocalSpec("echo ran >>\"$EVALCTL_RESULTS_DIR/runs\"");
+  spec.execution.shared_deployment = true;
+  TaskSpec second = MakeTask(1, "second", "none");
+  second.command = "echo ran >>\"$EVALCTL_RESULTS_DIR/runs\"; exit 3";
+  spec.tasks.push_back(second);
+  LocalRun run = RunLocally("skip", spec, /*shared=*/true);
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 3) << Diagnostics(run);
+  // Run the same script again, as a resumed attempt would.
+  auto r = RunSubprocess({.argv = {"bash", (fs::path(run.run_dir) / "job.sh").string()},
+                          .env = run.env,
+                          .clear_env = true,
+                          .timeout = absl::Seconds(60)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 3) << r->stderr_data;
+  EXPECT_EQ(run.File("gpqa_diamond/artifacts/runs"), "ran\n");
+  EXPECT_EQ(run.File("second/artifacts/runs"), "ran\nran\n");
+  EXPECT_THAT(r->stderr_data,
+              HasSubstr("/gpqa_diamond: succeeded in an earlier attempt; not run again"));
+  EXPECT_EQ(run.File(".evalctl/phase"), "finished\n");
+  EXPECT_EQ(run.File("second/.evalctl/phase"), "finished\n");
+
+  // Once every task has succeeded, a further attempt deploys nothing and exits 0.
+  WriteFile(fs::path(run.run_dir) / "second" / kExitCodeFile, "0\n");
+  r = RunSubprocess({.argv = {"bash", (fs::path(run.run_dir) / "job.sh").string()},
+                     .env = run.env,
+                     .clear_env = true,
+                     .timeout = absl::Seconds(60)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->exit_code, 0) << r->stderr_data;
+  EXPECT_THAT(r->stderr_data, HasSubstr("every task succeeded in an earlier attempt"));
+  EXPECT_EQ(run.File("second/artifacts/runs"), "ran\nran\n");
+}
+
+}  // namespace
+}  // namespace evalctl::config

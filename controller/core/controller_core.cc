@@ -1,0 +1,896 @@
+#include "controller/core/controller_core.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "common/ids.h"
+#include "common/logging.h"
+#include "common/status_macros.h"
+#include "controller/config/loader.h"
+#include "controller/config/render.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace evalctl::controller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
+}
+
+bool IsTerminal(v1::TaskState s) {
+  return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED ||
+         s == v1::TASK_STATE_CANCELLED || s == v1::TASK_STATE_BUDGET_EXHAUSTED;
+}
+
+config::LoadRequest ToLoadRequest(const v1::ConfigSource& src) {
+  config::LoadRequest req;
+  req.yaml = src.yaml();
+  req.file_name = src.file_name().empty() ? "config.yaml" : src.file_name();
+  req.overrides.assign(src.overrides().begin(), src.overrides().end());
+  req.task_filter.assign(src.task_filter().begin(), src.task_filter().end());
+  for (const auto& [k, v] : src.environment()) req.environment[k] = v;
+  for (const v1::ConfigFile& f : src.group_files()) req.user_groups[f.path()] = f.content();
+  return req;
+}
+
+constexpr size_t kMaxConfigBytes = 1 << 20;
+constexpr int kMaxOverrides = 1000;
+constexpr int kMaxEnvironment = 1000;
+constexpr int kMaxGroupFiles = 256;
+
+absl::Status CheckConfigSize(const v1::ConfigSource& src) {
+  size_t total = src.yaml().size();
+  for (const auto& f : src.group_files()) total += f.content().size();
+  if (total > kMaxConfigBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the configuration is ", total,
+                                                   " bytes; the limit is ", kMaxConfigBytes));
+  }
+  if (src.overrides_size() > kMaxOverrides || src.environment_size() > kMaxEnvironment ||
+      src.group_files_size() > kMaxGroupFiles) {
+    return absl::InvalidArgumentError("too many overrides, environment variables or group files");
+  }
+  return absl::OkStatus();
+}
+
+v1::RenderedJob ToProto(const config::RenderedTaskJob& job, bool redact) {
+  v1::RenderedJob out;
+  out.set_script(job.script);
+  out.set_run_dir(job.run_dir);
+  out.set_job_name_prefix(job.job_name_prefix);
+  out.set_partition(job.partition);
+  for (const config::JobEnv& e : job.env) {
+    v1::EnvVar* v = out.add_env();
+    v->set_name(e.name);
+    v->set_secret(e.secret);
+    v->set_value(e.secret && redact ? "<secret>" : e.value);
+  }
+  return out;
+}
+
+v1::ResumePolicy PolicyOf(const config::Execution& e) {
+  v1::ResumePolicy p;
+  p.set_max_walltime_seconds(e.max_walltime_seconds.value_or(0));
+  p.set_max_attempts(e.max_attempts.value_or(0));
+  return p;
+}
+
+bool SameHost(const v1::Cluster& c, const std::string& host) {
+  if (c.name() == host) return true;
+  for (const std::string& a : c.aliases()) {
+    if (a == host) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+void ApplyEventToTask(const v1::TaskEvent& event, v1::Task& task) {
+  task.set_state(event.state());
+  task.set_phase(event.phase());
+  task.set_reason(event.reason());
+  *task.mutable_progress() = event.progress();
+  task.set_elapsed_seconds(event.elapsed_seconds());
+  if (event.has_attempt() && event.attempt().number() > 0) {
+    bool replaced = false;
+    for (v1::Attempt& a : *task.mutable_attempts()) {
+      if (a.number() == event.attempt().number()) {
+        a = event.attempt();
+        replaced = true;
+      }
+    }
+    if (!replaced) *task.add_attempts() = event.attempt();
+  }
+  if (event.has_results()) *task.mutable_results() = event.results();
+  if (IsTerminal(event.state())) task.set_cancel_requested(false);
+  *task.mutable_updated_time() = event.time();
+}
+
+ControllerCore::ControllerCore(ControllerOptions options, Store* store, Clock* clock)
+    : options_(options), store_(store), clock_(clock) {}
+
+// ---------------------------------------------------------------- access and lookup
+
+absl::Status ControllerCore::CheckAccess(const Caller& caller, const std::string& invocation_id) {
+  if (caller.admin) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string owner, store_->InvocationOwner(invocation_id));
+  if (owner != caller.user) {
+    // Not revealing that someone else's invocation exists.
+    return absl::NotFoundError(absl::StrCat("no invocation ", invocation_id));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ControllerCore::ResolveInvocation(const Caller& caller,
+                                                              const std::string& text) {
+  ASSIGN_OR_RETURN(IdPrefix prefix, ParseIdPrefix(text));
+  ASSIGN_OR_RETURN(std::vector<std::string> ids, store_->MatchInvocations(prefix.invocation, 50));
+  std::vector<std::string> visible;
+  for (const std::string& id : ids) {
+    if (CheckAccess(caller, id).ok()) visible.push_back(id);
+  }
+  if (visible.empty()) {
+    return absl::NotFoundError(absl::StrCat("no invocation matches ", text,
+                                            " (evalctl ls runs lists yours)"));
+  }
+  if (visible.size() > 1) {
+    visible.resize(std::min<size_t>(visible.size(), 5));
+    return absl::InvalidArgumentError(absl::StrCat(
+        text, " is ambiguous: it matches ", absl::StrJoin(visible, ", "), ", ...; type more of it"));
+  }
+  return visible[0];
+}
+
+absl::StatusOr<std::vector<StoredTask>> ControllerCore::ResolveTasks(const Caller& caller,
+                                                                     const std::string& id,
+                                                                     std::string* invocation_id) {
+  ASSIGN_OR_RETURN(IdPrefix prefix, ParseIdPrefix(id));
+  ASSIGN_OR_RETURN(*invocation_id, ResolveInvocation(caller, prefix.invocation));
+  if (!prefix.task_index) return store_->TasksOf(*invocation_id);
+  ASSIGN_OR_RETURN(StoredTask t, store_->GetTask(TaskId(*invocation_id, *prefix.task_index)));
+  return std::vector<StoredTask>{std::move(t)};
+}
+
+// ---------------------------------------------------------------- plan and submit
+
+absl::StatusOr<v1::PlanInvocationResponse> ControllerCore::Plan(const Caller& caller,
+                                                                const v1::ConfigSource& config) {
+  (void)caller;
+  RETURN_IF_ERROR(CheckConfigSize(config));
+  ASSIGN_OR_RETURN(config::InvocationSpec spec, config::LoadInvocation(ToLoadRequest(config)));
+  const std::string id = NewInvocationId();
+  const std::string run_dir = config::InvocationRunDir(
+      spec.execution, absl::FormatTime("%Y%m%d_%H%M%S", clock_->Now(), absl::LocalTimeZone()), id);
+  v1::PlanInvocationResponse out;
+  out.set_resolved_config(spec.resolved_yaml);
+  for (const std::string& w : spec.warnings) out.add_warnings(w);
+  for (const config::TaskSpec& task : spec.tasks) {
+    ASSIGN_OR_RETURN(config::RenderedTaskJob job, config::RenderTaskJob(spec, task, id, run_dir));
+    v1::PlannedTask* p = out.add_tasks();
+    p->set_index(task.index);
+    p->set_name(task.name);
+    p->set_dir_name(task.dir_name);
+    *p->mutable_job() = ToProto(job, /*redact=*/true);
+    *p->mutable_resume_policy() = PolicyOf(spec.execution);
+  }
+  absl::MutexLock lock(&mu_);
+  auto agent = Route(spec.execution.hostname, spec.execution.username);
+  if (agent.ok()) {
+    out.set_cluster(agents_[*agent].cluster.name());
+  } else {
+    out.add_warnings(std::string(agent.status().message()));
+  }
+  return out;
+}
+
+absl::StatusOr<std::string> ControllerCore::Route(const std::string& hostname,
+                                                  const std::string& username) {
+  std::string known_disconnected;
+  std::vector<std::string> connected;
+  for (const auto& [id, a] : agents_) {
+    if (a.link != nullptr) {
+      connected.push_back(absl::StrCat(a.cluster.name(), " (user ", a.cluster.unix_user(), ")"));
+    }
+    if (!SameHost(a.cluster, hostname) || a.cluster.unix_user() != username) continue;
+    if (a.link != nullptr) return id;
+    known_disconnected = id;
+  }
+  if (!known_disconnected.empty()) return known_disconnected;
+  return absl::UnavailableError(absl::StrCat(
+      "no evalctl-agent serves cluster \"", hostname, "\" for user ", username,
+      "; connected clusters: ", connected.empty() ? "none" : absl::StrJoin(connected, ", "),
+      ". Install one with `evalctl cluster install ", hostname, "`, or check execution.hostname "
+      "and execution.username"));
+}
+
+void ControllerCore::SendCommand(const std::string& agent_id, v1::Command command,
+                                 PendingCommand pending) {
+  uint64_t id = next_command_id_++;
+  command.set_command_id(id);
+  pending_[id] = std::move(pending);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end() || it->second.link == nullptr) return;
+  v1::ControllerMessage msg;
+  *msg.mutable_command() = std::move(command);
+  it->second.link->Send(std::move(msg));
+}
+
+absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
+    const Caller& caller, const v1::SubmitInvocationRequest& request) {
+  if (request.request_id().empty() || request.request_id().size() > 128) {
+    return absl::InvalidArgumentError("request_id must be set (1 to 128 characters)");
+  }
+  RETURN_IF_ERROR(CheckConfigSize(request.config()));
+  ASSIGN_OR_RETURN(std::optional<std::string> existing,
+                   store_->FindRequest(caller.user, request.request_id()));
+  if (existing) {
+    v1::SubmitInvocationResponse out;
+    ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(*existing, true));
+    out.set_duplicate(true);
+    return out;
+  }
+  ASSIGN_OR_RETURN(config::InvocationSpec spec,
+                   config::LoadInvocation(ToLoadRequest(request.config())));
+  if (spec.execution.shared_deployment) {
+    return absl::UnimplementedError(
+        "execution.shared_deployment: true renders with `evalctl run --dry-run`, but agents do "
+        "not run shared jobs yet; set it to false to submit");
+  }
+  const absl::Time now = clock_->Now();
+  const std::string id = NewInvocationId();
+  const std::string run_dir = config::InvocationRunDir(
+      spec.execution, absl::FormatTime("%Y%m%d_%H%M%S", now, absl::LocalTimeZone()), id);
+
+  std::string agent_id;
+  v1::Cluster cluster;
+  {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(agent_id, Route(spec.execution.hostname, spec.execution.username));
+    cluster = agents_[agent_id].cluster;
+  }
+
+  NewInvocation inv;
+  inv.owner = caller.user;
+  inv.request_id = request.request_id();
+  v1::Invocation& record = inv.invocation;
+  record.set_id(id);
+  record.set_owner(caller.user);
+  *record.mutable_created_time() = Ts(now);
+  record.set_cluster(cluster.name());
+  record.set_hostname(spec.execution.hostname);
+  record.set_username(spec.execution.username);
+  record.set_run_dir(run_dir);
+  record.set_resolved_config(spec.resolved_yaml);
+
+  std::vector<v1::SubmitTask> with_secrets;
+  for (const config::TaskSpec& ts : spec.tasks) {
+    ASSIGN_OR_RETURN(config::RenderedTaskJob job, config::RenderTaskJob(spec, ts, id, run_dir));
+    v1::SubmitTask submit;
+    submit.set_task_id(TaskId(id, ts.index));
+    submit.set_invocation_id(id);
+    submit.set_name(ts.name);
+    *submit.mutable_job() = ToProto(job, /*redact=*/false);
+    *submit.mutable_resume_policy() = PolicyOf(spec.execution);
+    submit.set_owner(caller.user);
+    with_secrets.push_back(submit);
+
+    StoredTask stored;
+    stored.agent_id = agent_id;
+    stored.submit = submit;
+    for (v1::EnvVar& v : *stored.submit.mutable_job()->mutable_env()) {
+      if (v.secret()) v.clear_value();
+    }
+    v1::Task& t = stored.task;
+    t.set_id(submit.task_id());
+    t.set_invocation_id(id);
+    t.set_index(ts.index);
+    t.set_name(ts.name);
+    t.set_dir_name(ts.dir_name);
+    t.set_state(v1::TASK_STATE_PENDING);
+    t.set_run_dir(job.run_dir);
+    *t.mutable_created_time() = Ts(now);
+    *t.mutable_updated_time() = Ts(now);
+    *t.mutable_resume_policy() = submit.resume_policy();
+    inv.tasks.push_back(std::move(stored));
+  }
+  absl::Status created = store_->CreateInvocation(inv);
+  if (absl::IsAlreadyExists(created)) {
+    // A concurrent retry with the same request id won the race.
+    ASSIGN_OR_RETURN(existing, store_->FindRequest(caller.user, request.request_id()));
+    if (existing) {
+      v1::SubmitInvocationResponse out;
+      ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(*existing, true));
+      out.set_duplicate(true);
+      return out;
+    }
+  }
+  RETURN_IF_ERROR(created);
+  LOG(INFO) << "invocation=" << id << " owner=" << caller.user << " tasks=" << spec.tasks.size()
+            << " cluster=" << cluster.name() << " agent=" << agent_id;
+  {
+    absl::MutexLock lock(&mu_);
+    for (v1::SubmitTask& s : with_secrets) {
+      const std::string task_id = s.task_id();
+      undelivered_[agent_id][task_id] = {s, now + options_.agent_wait};
+      v1::Command cmd;
+      *cmd.mutable_submit_task() = std::move(s);
+      SendCommand(agent_id, std::move(cmd), {agent_id, task_id, CommandKind::kSubmit, nullptr});
+    }
+  }
+  NotifyListeners();
+  v1::SubmitInvocationResponse out;
+  ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(id, true));
+  return out;
+}
+
+// ---------------------------------------------------------------- reads
+
+absl::StatusOr<v1::Invocation> ControllerCore::GetInvocation(const Caller& caller,
+                                                             const std::string& id) {
+  ASSIGN_OR_RETURN(std::string inv, ResolveInvocation(caller, id));
+  return store_->GetInvocation(inv, true);
+}
+
+absl::StatusOr<v1::Task> ControllerCore::GetTask(const Caller& caller, const std::string& id) {
+  ASSIGN_OR_RETURN(IdPrefix prefix, ParseIdPrefix(id));
+  if (!prefix.task_index) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(id, " is not a task id; task ids look like <invocation id>.<index>"));
+  }
+  std::string inv;
+  ASSIGN_OR_RETURN(std::vector<StoredTask> tasks, ResolveTasks(caller, id, &inv));
+  return tasks.at(0).task;
+}
+
+absl::StatusOr<v1::ListInvocationsResponse> ControllerCore::List(
+    const Caller& caller, const v1::ListInvocationsRequest& request) {
+  ListFilter filter;
+  filter.limit = request.page_size() <= 0 ? 50 : std::min(request.page_size(), 1000);
+  filter.owner = caller.user;
+  if (!request.owner().empty()) {
+    if (!caller.admin && request.owner() != caller.user) {
+      return absl::PermissionDeniedError("only admins can list other users' invocations");
+    }
+    filter.owner = request.owner() == "*" ? "" : request.owner();
+  } else if (caller.admin) {
+    filter.owner = "";
+  }
+  if (request.has_since()) {
+    filter.since = absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(request.since()));
+  }
+  filter.before_id = request.page_token();
+  ASSIGN_OR_RETURN(std::vector<v1::Invocation> invs, store_->ListInvocations(filter));
+  v1::ListInvocationsResponse out;
+  for (v1::Invocation& inv : invs) {
+    if (request.states_size() > 0) {
+      const v1::TaskCounts& c = inv.counts();
+      bool any = false;
+      for (int s : request.states()) {
+        switch (s) {
+          case v1::TASK_STATE_PENDING: any |= c.pending() > 0; break;
+          case v1::TASK_STATE_QUEUED: any |= c.queued() > 0; break;
+          case v1::TASK_STATE_RUNNING: any |= c.running() > 0; break;
+          case v1::TASK_STATE_RESUMING: any |= c.resuming() > 0; break;
+          case v1::TASK_STATE_SUCCEEDED: any |= c.succeeded() > 0; break;
+          case v1::TASK_STATE_FAILED: any |= c.failed() > 0; break;
+          case v1::TASK_STATE_CANCELLED: any |= c.cancelled() > 0; break;
+          case v1::TASK_STATE_BUDGET_EXHAUSTED: any |= c.budget_exhausted() > 0; break;
+          default: break;
+        }
+      }
+      if (!any) continue;
+    }
+    *out.add_invocations() = std::move(inv);
+  }
+  if (static_cast<int>(invs.size()) == filter.limit && !invs.empty()) {
+    out.set_next_page_token(invs.back().id());
+  }
+  return out;
+}
+
+absl::StatusOr<v1::GetResultsResponse> ControllerCore::Results(const Caller& caller,
+                                                               const std::string& id) {
+  std::string inv;
+  ASSIGN_OR_RETURN(std::vector<StoredTask> tasks, ResolveTasks(caller, id, &inv));
+  v1::GetResultsResponse out;
+  for (const StoredTask& t : tasks) {
+    v1::TaskScores* s = out.add_tasks();
+    s->set_task_id(t.task.id());
+    s->set_name(t.task.name());
+    s->set_state(t.task.state());
+    *s->mutable_results() = t.task.results();
+  }
+  return out;
+}
+
+v1::ListClustersResponse ControllerCore::Clusters() {
+  v1::ListClustersResponse out;
+  auto known = store_->ListAgents();
+  absl::MutexLock lock(&mu_);
+  std::set<std::string> seen;
+  for (const auto& [id, a] : agents_) {
+    v1::Cluster c = a.cluster;
+    c.set_connected(a.link != nullptr);
+    *out.add_clusters() = c;
+    seen.insert(id);
+  }
+  if (known.ok()) {
+    for (const AgentRecord& r : *known) {
+      if (seen.count(r.cluster.agent_id())) continue;
+      v1::Cluster c = r.cluster;
+      c.set_connected(false);
+      *out.add_clusters() = c;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- cancel and resume
+
+absl::StatusOr<v1::CancelInvocationResponse> ControllerCore::Cancel(const Caller& caller,
+                                                                    const std::string& id) {
+  std::string inv;
+  ASSIGN_OR_RETURN(std::vector<StoredTask> tasks, ResolveTasks(caller, id, &inv));
+  v1::CancelInvocationResponse out;
+  for (StoredTask& t : tasks) {
+    if (IsTerminal(t.task.state())) {
+      *out.add_tasks() = t.task;
+      continue;
+    }
+    bool undelivered = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto& pending = undelivered_[t.agent_id];
+      if (!t.accepted && pending.count(t.task.id())) {
+        // The agent never took it: nothing runs anywhere.
+        pending.erase(t.task.id());
+        undelivered = true;
+      }
+    }
+    v1::TaskEvent event;
+    event.set_kind(undelivered ? v1::TaskEvent::KIND_FINISHED : v1::TaskEvent::KIND_STATE_CHANGED);
+    event.set_task_id(t.task.id());
+    *event.mutable_time() = Ts(clock_->Now());
+    if (undelivered) {
+      t.task.set_state(v1::TASK_STATE_CANCELLED);
+      t.task.set_reason("cancelled before it reached the cluster");
+    } else {
+      t.task.set_cancel_requested(true);
+    }
+    event.set_state(t.task.state());
+    event.set_phase(t.task.phase());
+    event.set_reason(t.task.reason());
+    *event.mutable_progress() = t.task.progress();
+    RETURN_IF_ERROR(store_->UpdateTask(t, &event).status());
+    if (!undelivered) {
+      absl::MutexLock lock(&mu_);
+      v1::Command cmd;
+      cmd.mutable_cancel_task()->set_task_id(t.task.id());
+      SendCommand(t.agent_id, std::move(cmd), {t.agent_id, t.task.id(), CommandKind::kCancel, nullptr});
+    }
+    *out.add_tasks() = t.task;
+  }
+  NotifyListeners();
+  return out;
+}
+
+absl::StatusOr<v1::ResumeInvocationResponse> ControllerCore::Resume(const Caller& caller,
+                                                                    const std::string& id) {
+  std::string inv;
+  ASSIGN_OR_RETURN(std::vector<StoredTask> tasks, ResolveTasks(caller, id, &inv));
+  const bool single = absl::StrContains(id, '.');
+  v1::ResumeInvocationResponse out;
+  for (StoredTask& t : tasks) {
+    v1::TaskState s = t.task.state();
+    if (s != v1::TASK_STATE_FAILED && s != v1::TASK_STATE_CANCELLED &&
+        s != v1::TASK_STATE_BUDGET_EXHAUSTED) {
+      std::string why = absl::StrCat("it is ", v1::TaskState_Name(s),
+                                     "; only failed, cancelled or budget-exhausted tasks resume");
+      if (single) return absl::FailedPreconditionError(absl::StrCat("task ", t.task.id(), ": ", why));
+      v1::SkippedTask* skipped = out.add_skipped();
+      skipped->set_task_id(t.task.id());
+      skipped->set_reason(why);
+      continue;
+    }
+    if (!t.accepted) {
+      std::string why = "it never reached its cluster; submit the invocation again";
+      if (single) return absl::FailedPreconditionError(absl::StrCat("task ", t.task.id(), ": ", why));
+      v1::SkippedTask* skipped = out.add_skipped();
+      skipped->set_task_id(t.task.id());
+      skipped->set_reason(why);
+      continue;
+    }
+    absl::MutexLock lock(&mu_);
+    auto agent = agents_.find(t.agent_id);
+    if (agent == agents_.end() || agent->second.link == nullptr) {
+      return absl::UnavailableError(absl::StrCat("the agent of cluster ",
+                                                 agent == agents_.end() ? t.agent_id
+                                                                        : agent->second.cluster.name(),
+                                                 " is not connected; try again when it is"));
+    }
+    v1::Command cmd;
+    cmd.mutable_resume_task()->set_task_id(t.task.id());
+    SendCommand(t.agent_id, std::move(cmd), {t.agent_id, t.task.id(), CommandKind::kResume, nullptr});
+    *out.add_resumed() = t.task;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- watching
+
+absl::StatusOr<ControllerCore::WatchScope> ControllerCore::ResolveWatch(const Caller& caller,
+                                                                        const std::string& id) {
+  WatchScope scope;
+  if (!caller.admin) scope.owner = caller.user;
+  if (id.empty()) return scope;
+  ASSIGN_OR_RETURN(IdPrefix prefix, ParseIdPrefix(id));
+  ASSIGN_OR_RETURN(scope.invocation_id, ResolveInvocation(caller, prefix.invocation));
+  return scope;
+}
+
+absl::StatusOr<std::vector<v1::WatchInvocationResponse>> ControllerCore::EventsAfter(
+    const WatchScope& scope, uint64_t after, int limit) {
+  ASSIGN_OR_RETURN(std::vector<EventRecord> records,
+                   store_->EventsAfter(after, scope.invocation_id, limit));
+  std::vector<v1::WatchInvocationResponse> out;
+  for (EventRecord& r : records) {
+    if (!scope.owner.empty() && r.owner != scope.owner) continue;
+    v1::WatchInvocationResponse w;
+    w.set_sequence(r.sequence);
+    w.set_invocation_id(r.invocation_id);
+    *w.mutable_event() = std::move(r.event);
+    out.push_back(std::move(w));
+  }
+  // Skipped records still advance the watcher.
+  if (out.empty() && !records.empty()) {
+    v1::WatchInvocationResponse w;
+    w.set_sequence(records.back().sequence);
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+bool ControllerCore::InvocationFinished(const std::string& invocation_id) {
+  auto inv = store_->GetInvocation(invocation_id, false);
+  return inv.ok() && inv->finished();
+}
+
+int64_t ControllerCore::AddListener(std::function<void()> notify) {
+  absl::MutexLock lock(&listeners_mu_);
+  int64_t id = next_listener_++;
+  listeners_[id] = std::move(notify);
+  return id;
+}
+
+void ControllerCore::RemoveListener(int64_t id) {
+  absl::MutexLock lock(&listeners_mu_);
+  listeners_.erase(id);
+}
+
+void ControllerCore::NotifyListeners() {
+  std::vector<std::function<void()>> copy;
+  {
+    absl::MutexLock lock(&listeners_mu_);
+    for (const auto& [id, fn] : listeners_) copy.push_back(fn);
+  }
+  for (const auto& fn : copy) fn();
+}
+
+// ---------------------------------------------------------------- logs
+
+absl::StatusOr<v1::Task> ControllerCore::ResolveTaskForLogs(const Caller& caller,
+                                                            const std::string& id) {
+  return GetTask(caller, id);
+}
+
+void ControllerCore::ReadLog(const Caller& caller, const v1::StreamLogsRequest& request,
+                             int64_t offset, int32_t wait_ms, LogCallback done) {
+  auto task = GetTask(caller, request.id());
+  if (!task.ok()) return done(task.status());
+  auto stored = store_->GetTask(task->id());
+  if (!stored.ok()) return done(stored.status());
+  v1::Command cmd;
+  v1::ReadLog* r = cmd.mutable_read_log();
+  r->set_task_id(task->id());
+  r->set_kind(request.kind() == v1::LOG_KIND_UNSPECIFIED ? v1::LOG_KIND_SLURM : request.kind());
+  r->set_attempt(request.attempt());
+  r->set_offset(offset);
+  r->set_max_bytes(256 << 10);
+  r->set_wait_ms(wait_ms);
+  {
+    absl::MutexLock lock(&mu_);
+    auto agent = agents_.find(stored->agent_id);
+    if (agent != agents_.end() && agent->second.link != nullptr) {
+      SendCommand(stored->agent_id, std::move(cmd),
+                  {stored->agent_id, task->id(), CommandKind::kReadLog, std::move(done)});
+      return;
+    }
+  }
+  done(absl::UnavailableError(
+      "the task's agent is not connected, and logs are read on the cluster; try again when it is"));
+}
+
+// ---------------------------------------------------------------- agents
+
+absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register& reg,
+                                                              AgentLink* link) {
+  if (reg.agent_id().empty() || reg.agent_id().size() > 128 || reg.cluster().empty() ||
+      reg.unix_user().empty()) {
+    return absl::InvalidArgumentError(
+        "Register needs agent_id (at most 128 characters), cluster and unix_user");
+  }
+  v1::Cluster cluster;
+  cluster.set_name(reg.cluster());
+  for (const std::string& a : reg.aliases()) cluster.add_aliases(a);
+  cluster.set_unix_user(reg.unix_user());
+  cluster.set_agent_id(reg.agent_id());
+  cluster.set_agent_version(reg.version());
+  for (const std::string& c : reg.capabilities()) cluster.add_capabilities(c);
+  cluster.set_connected(true);
+  cluster.set_slurm_reachable(true);
+  *cluster.mutable_last_seen() = Ts(clock_->Now());
+  RETURN_IF_ERROR(store_->UpsertAgent(cluster));
+  ASSIGN_OR_RETURN(std::optional<AgentRecord> record, store_->GetAgent(reg.agent_id()));
+  const uint64_t last_applied = record ? record->last_applied_sequence : 0;
+
+  // What the agent has not confirmed: tasks still held with their secrets, then tasks from before a
+  // controller restart (their secrets are gone: those with secrets fail), then pending cancels.
+  ASSIGN_OR_RETURN(std::vector<StoredTask> unaccepted, store_->UnacceptedTasks(reg.agent_id()));
+  ASSIGN_OR_RETURN(std::vector<StoredTask> cancelling, store_->CancellingTasks(reg.agent_id()));
+  std::vector<StoredTask> lost_secrets;
+  std::vector<LogCallback> failed_reads;
+  {
+    absl::MutexLock lock(&mu_);
+    AgentState& a = agents_[reg.agent_id()];
+    if (a.link != nullptr && a.link != link) {
+      LOG(WARNING) << "agent=" << reg.agent_id() << " connected again; the older stream is replaced";
+    }
+    a.cluster = cluster;
+    a.link = link;
+    a.last_applied = last_applied;
+    a.disconnected_at = absl::InfiniteFuture();
+    // Commands that never got an answer are dropped here and resent below from the store; log
+    // reads in flight fail (the reader asks again).
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      if (it->second.agent_id != reg.agent_id()) {
+        ++it;
+        continue;
+      }
+      if (it->second.log_done) failed_reads.push_back(std::move(it->second.log_done));
+      it = pending_.erase(it);
+    }
+    auto& held = undelivered_[reg.agent_id()];
+    for (const StoredTask& t : unaccepted) {
+      if (IsTerminal(t.task.state())) continue;
+      v1::Command cmd;
+      if (auto h = held.find(t.task.id()); h != held.end()) {
+        *cmd.mutable_submit_task() = h->second.submit;
+      } else {
+        bool has_secret = false;
+        for (const v1::EnvVar& v : t.submit.job().env()) has_secret |= v.secret();
+        if (has_secret) {
+          lost_secrets.push_back(t);
+          continue;
+        }
+        *cmd.mutable_submit_task() = t.submit;
+      }
+      SendCommand(reg.agent_id(), std::move(cmd),
+                  {reg.agent_id(), t.task.id(), CommandKind::kSubmit, nullptr});
+    }
+    for (const StoredTask& t : cancelling) {
+      v1::Command cmd;
+      cmd.mutable_cancel_task()->set_task_id(t.task.id());
+      SendCommand(reg.agent_id(), std::move(cmd),
+                  {reg.agent_id(), t.task.id(), CommandKind::kCancel, nullptr});
+    }
+  }
+  for (auto& done : failed_reads) done(absl::UnavailableError("the agent reconnected; read again"));
+  for (StoredTask& t : lost_secrets) {
+    (void)FailTask(std::move(t),
+                   "the controller restarted before the cluster's agent took the task, and the "
+                   "task's secret values are never stored; submit the invocation again");
+  }
+  LOG(INFO) << "agent=" << reg.agent_id() << " cluster=" << reg.cluster()
+            << " user=" << reg.unix_user() << " version=" << reg.version()
+            << " connected; last applied event " << last_applied;
+  v1::Registered out;
+  out.set_last_applied_sequence(last_applied);
+  out.set_heartbeat_interval_seconds(options_.heartbeat_interval_seconds);
+  return out;
+}
+
+absl::Status ControllerCore::FailTask(StoredTask task, const std::string& reason) {
+  task.task.set_state(v1::TASK_STATE_FAILED);
+  task.task.set_reason(reason);
+  v1::TaskEvent event;
+  event.set_kind(v1::TaskEvent::KIND_FINISHED);
+  event.set_task_id(task.task.id());
+  *event.mutable_time() = Ts(clock_->Now());
+  event.set_state(v1::TASK_STATE_FAILED);
+  event.set_reason(reason);
+  RETURN_IF_ERROR(store_->UpdateTask(task, &event).status());
+  NotifyListeners();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id,
+                                                     const v1::Events& events) {
+  absl::MutexLock apply(&apply_mu_);
+  uint64_t last_applied;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end()) return absl::FailedPreconditionError("agent is not registered");
+    last_applied = it->second.last_applied;
+    *it->second.cluster.mutable_last_seen() = Ts(clock_->Now());
+  }
+  std::vector<AppliedEvent> batch;
+  std::map<std::string, size_t> index;  // task id → position in batch
+  uint64_t highest = last_applied;
+  std::optional<v1::ClusterHealth> health;
+  for (const v1::AgentEvent& e : events.events()) {
+    if (e.sequence() <= highest) continue;  // already applied (a replay) or out of order
+    highest = e.sequence();
+    if (e.has_cluster_health()) {
+      health = e.cluster_health();
+      continue;
+    }
+    if (!e.has_task()) continue;
+    const v1::TaskEvent& ev = e.task();
+    StoredTask task;
+    if (auto pos = index.find(ev.task_id()); pos != index.end()) {
+      task = batch[pos->second].task;
+    } else {
+      auto stored = store_->GetTask(ev.task_id());
+      if (!stored.ok() || stored->agent_id != agent_id) {
+        LOG(WARNING) << "agent=" << agent_id << " reported on task " << ev.task_id()
+                     << ", which it was not given; ignored";
+        continue;
+      }
+      task = *std::move(stored);
+    }
+    ApplyEventToTask(ev, task.task);
+    if (ev.kind() != v1::TaskEvent::KIND_UNSPECIFIED) task.accepted = true;
+    batch.push_back({task, ev});
+    // Later events of this task in the batch start from this state.
+    index[ev.task_id()] = batch.size() - 1;
+  }
+  if (highest == last_applied) return last_applied;
+  RETURN_IF_ERROR(store_->ApplyAgentEvents(agent_id, batch, highest).status());
+  {
+    absl::MutexLock lock(&mu_);
+    AgentState& a = agents_[agent_id];
+    a.last_applied = highest;
+    if (health) {
+      a.cluster.set_slurm_reachable(health->slurm_reachable());
+      a.cluster.set_slurm_message(health->message());
+      a.cluster.set_tracked_jobs(health->tracked_jobs());
+    }
+    for (const AppliedEvent& e : batch) {
+      // The agent has the task now: its secrets need not be held any longer.
+      undelivered_[agent_id].erase(e.task.task.id());
+    }
+  }
+  if (!batch.empty()) NotifyListeners();
+  return highest;
+}
+
+void ControllerCore::AgentHeartbeat(const std::string& agent_id, const v1::Heartbeat& heartbeat) {
+  absl::MutexLock lock(&mu_);
+  auto it = agents_.find(agent_id);
+  if (it == agents_.end()) return;
+  *it->second.cluster.mutable_last_seen() = Ts(clock_->Now());
+  it->second.cluster.set_tracked_jobs(heartbeat.tracked_jobs());
+}
+
+void ControllerCore::AgentCommandResult(const std::string& agent_id,
+                                        const v1::CommandResult& result) {
+  PendingCommand pending;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(result.command_id());
+    if (it == pending_.end() || it->second.agent_id != agent_id) return;
+    pending = std::move(it->second);
+    pending_.erase(it);
+    if (pending.kind == CommandKind::kSubmit && result.code() == 0) {
+      undelivered_[agent_id].erase(pending.task_id);
+    }
+  }
+  absl::Status status = result.code() == 0
+                            ? absl::OkStatus()
+                            : absl::Status(static_cast<absl::StatusCode>(result.code()),
+                                           result.message());
+  switch (pending.kind) {
+    case CommandKind::kReadLog:
+      if (pending.log_done) {
+        if (status.ok()) {
+          pending.log_done(result.log_chunk());
+        } else {
+          pending.log_done(status);
+        }
+      }
+      return;
+    case CommandKind::kSubmit:
+      if (status.ok()) {
+        auto t = store_->GetTask(pending.task_id);
+        if (t.ok() && !t->accepted) {
+          t->accepted = true;
+          (void)store_->UpdateTask(*t, nullptr);
+        }
+      } else {
+        auto t = store_->GetTask(pending.task_id);
+        if (t.ok() && !IsTerminal(t->task.state())) {
+          (void)FailTask(*std::move(t),
+                         absl::StrCat("the agent could not take the task: ", status.message()));
+        }
+      }
+      return;
+    default:
+      if (!status.ok()) {
+        LOG(WARNING) << "agent=" << agent_id << " task=" << pending.task_id << ": " << status;
+      }
+      return;
+  }
+}
+
+void ControllerCore::AgentDisconnected(const std::string& agent_id, AgentLink* link) {
+  std::vector<LogCallback> failed_reads;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = agents_.find(agent_id);
+    if (it == agents_.end() || it->second.link != link) return;
+    it->second.link = nullptr;
+    it->second.disconnected_at = clock_->Now();
+    // Give the held tasks a fresh bounded wait from now.
+    for (auto& [task_id, u] : undelivered_[agent_id]) {
+      u.deadline = clock_->Now() + options_.agent_wait;
+    }
+    for (auto p = pending_.begin(); p != pending_.end();) {
+      if (p->second.agent_id == agent_id && p->second.kind == CommandKind::kReadLog) {
+        if (p->second.log_done) failed_reads.push_back(std::move(p->second.log_done));
+        p = pending_.erase(p);
+      } else {
+        ++p;
+      }
+    }
+  }
+  for (auto& done : failed_reads) done(absl::UnavailableError("the agent disconnected"));
+  LOG(WARNING) << "agent=" << agent_id << " disconnected";
+}
+
+void ControllerCore::Tick() {
+  const absl::Time now = clock_->Now();
+  std::vector<std::pair<std::string, std::string>> expired;  // (agent, task)
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [agent_id, held] : undelivered_) {
+      auto a = agents_.find(agent_id);
+      bool connected = a != agents_.end() && a->second.link != nullptr;
+      for (auto it = held.begin(); it != held.end();) {
+        if (!connected && now >= it->second.deadline) {
+          expired.emplace_back(agent_id, it->first);
+          it = held.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+  }
+  for (const auto& [agent_id, task_id] : expired) {
+    auto t = store_->GetTask(task_id);
+    if (!t.ok() || IsTerminal(t->task.state()) || t->accepted) continue;
+    std::string cluster;
+    {
+      absl::MutexLock lock(&mu_);
+      cluster = agents_[agent_id].cluster.name();
+    }
+    (void)FailTask(*std::move(t),
+                   absl::StrCat("the agent of cluster ", cluster, " did not reconnect within ",
+                                absl::FormatDuration(options_.agent_wait),
+                                "; the task was never submitted. Submit it again"));
+  }
+}
+
+}  // namespace evalctl::controller

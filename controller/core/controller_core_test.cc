@@ -1,0 +1,327 @@
+#include "controller/core/controller_core.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "controller/core/sqlite_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace evalctl::controller {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kConfig[] = R"(defaults:
+  - execution: slurm/default
+  - deployment: none
+  - _self_
+execution:
+  hostname: clusterA
+  username: alice
+  account: acct
+  output_dir: /scratch/results
+  container_runtime: none
+  env_vars:
+    evaluation:
+      TOKEN: host:MY_TOKEN
+target:
+  api_endpoint: {url: 'http://h:8000/v1/chat/completions', model_id: m}
+evaluation:
+  tasks:
+    - name: one
+      command: echo one
+    - name: two
+      command: echo two
+)";
+
+class RecordingLink : public AgentLink {
+ public:
+  void Send(v1::ControllerMessage message) override { sent.push_back(std::move(message)); }
+  std::vector<v1::ControllerMessage> sent;
+  std::vector<v1::Command> Commands(v1::Command::BodyCase kind) const {
+    std::vector<v1::Command> out;
+    for (const auto& m : sent) {
+      if (m.has_command() && m.command().body_case() == kind) out.push_back(m.command());
+    }
+    return out;
+  }
+};
+
+class ControllerCoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/controller_core_" + std::to_string(::getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    Reopen();
+  }
+  void Reopen() {
+    core_.reset();
+    store_.reset();
+    auto s = SqliteStore::Open(dir_ + "/controller.db");
+    ASSERT_TRUE(s.ok()) << s.status();
+    store_ = *std::move(s);
+    core_ = std::make_unique<ControllerCore>(ControllerOptions{.agent_wait = absl::Minutes(5)},
+                                             store_.get(), &clock_);
+  }
+  v1::Registered Connect(RecordingLink& link, const std::string& agent_id = "agent-a") {
+    v1::Register reg;
+    reg.set_agent_id(agent_id);
+    reg.set_cluster("clusterA");
+    reg.add_aliases("login-a");
+    reg.set_unix_user("alice");
+    reg.set_version("test");
+    auto r = core_->AgentConnected(reg, &link);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : v1::Registered();
+  }
+  absl::StatusOr<v1::SubmitInvocationResponse> Submit(const std::string& request_id,
+                                                      const std::string& yaml = kConfig) {
+    v1::SubmitInvocationRequest req;
+    req.set_request_id(request_id);
+    req.mutable_config()->set_yaml(yaml);
+    req.mutable_config()->set_file_name("run.yaml");
+    (*req.mutable_config()->mutable_environment())["MY_TOKEN"] = "tok_SECRET_value_42";
+    return core_->Submit(alice_, req);
+  }
+  v1::Events TaskEvents(uint64_t first_seq, const std::string& task_id,
+                        std::vector<v1::TaskState> states) {
+    v1::Events events;
+    uint64_t seq = first_seq;
+    for (v1::TaskState s : states) {
+      v1::AgentEvent* e = events.add_events();
+      e->set_sequence(seq++);
+      e->mutable_task()->set_kind(v1::TaskEvent::KIND_STATE_CHANGED);
+      e->mutable_task()->set_task_id(task_id);
+      e->mutable_task()->set_state(s);
+      e->mutable_task()->mutable_attempt()->set_number(1);
+      e->mutable_task()->mutable_attempt()->set_slurm_job_id("77");
+    }
+    return events;
+  }
+  std::string FileBytes(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+  }
+
+  std::string dir_;
+  FakeClock clock_;
+  std::unique_ptr<SqliteStore> store_;
+  std::unique_ptr<ControllerCore> core_;
+  Caller alice_{"alice", false};
+  Caller bob_{"bob", false};
+};
+
+TEST_F(ControllerCoreTest, SubmitWithoutAgentListsConnectedClusters) {
+  auto r = Submit("req-1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(r.status().message(), HasSubstr("no evalctl-agent serves cluster \"clusterA\""));
+  EXPECT_THAT(r.status().message(), HasSubstr("connected clusters: none"));
+}
+
+TEST_F(ControllerCoreTest, SubmitRoutesSendsSecretsToTheAgentOnlyAndIsIdempotent) {
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->duplicate());
+  ASSERT_EQ(r->invocation().tasks_size(), 2);
+  EXPECT_EQ(r->invocation().cluster(), "clusterA");
+  EXPECT_EQ(r->invocation().tasks(0).state(), v1::TASK_STATE_PENDING);
+  auto submits = link.Commands(v1::Command::kSubmitTask);
+  ASSERT_EQ(submits.size(), 2u);
+  bool secret_sent = false;
+  for (const v1::EnvVar& v : submits[0].submit_task().job().env()) {
+    if (v.secret() && v.value() == "tok_SECRET_value_42") secret_sent = true;
+  }
+  EXPECT_TRUE(secret_sent);
+  EXPECT_THAT(submits[0].submit_task().job().script(), Not(HasSubstr("tok_SECRET_value_42")));
+
+  auto again = Submit("req-1");
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate());
+  EXPECT_EQ(again->invocation().id(), r->invocation().id());
+  EXPECT_EQ(link.Commands(v1::Command::kSubmitTask).size(), 2u);
+
+  // Nothing of the secret in the database files.
+  store_.reset();
+  core_.reset();
+  for (const char* f : {"/controller.db", "/controller.db-wal"}) {
+    EXPECT_THAT(FileBytes(dir_ + f), Not(HasSubstr("tok_SECRET_value_42"))) << f;
+  }
+}
+
+TEST_F(ControllerCoreTest, AliasesRouteToo) {
+  RecordingLink link;
+  Connect(link);
+  std::string yaml = kConfig;
+  yaml.replace(yaml.find("hostname: clusterA"), 18, "hostname: login-a ");
+  EXPECT_TRUE(Submit("req-alias", yaml).ok());
+}
+
+TEST_F(ControllerCoreTest, EventsApplyOnceAndWatchersReplayThem) {
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  const std::string task = r->invocation().tasks(0).id();
+  auto ack = core_->AgentEvents("agent-a", TaskEvents(1, task, {v1::TASK_STATE_QUEUED,
+                                                                 v1::TASK_STATE_RUNNING}));
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(*ack, 2u);
+  // A replay after a reconnect changes nothing.
+  ack = core_->AgentEvents("agent-a", TaskEvents(1, task, {v1::TASK_STATE_QUEUED,
+                                                            v1::TASK_STATE_RUNNING}));
+  ASSERT_TRUE(ack.ok());
+  EXPECT_EQ(*ack, 2u);
+  auto t = core_->GetTask(alice_, task);
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ(t->state(), v1::TASK_STATE_RUNNING);
+  ASSERT_EQ(t->attempts_size(), 1);
+  EXPECT_EQ(t->attempts(0).slurm_job_id(), "77");
+
+  auto scope = core_->ResolveWatch(alice_, r->invocation().id().substr(0, 6));
+  ASSERT_TRUE(scope.ok()) << scope.status();
+  auto events = core_->EventsAfter(*scope, 0, 100);
+  ASSERT_TRUE(events.ok());
+  // Two creation events (one per task) and two agent events, exactly once.
+  ASSERT_EQ(events->size(), 4u);
+  EXPECT_EQ((*events)[3].event().state(), v1::TASK_STATE_RUNNING);
+  auto later = core_->EventsAfter(*scope, (*events)[2].sequence(), 100);
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(later->size(), 1u);
+
+  // An agent may report only on its own tasks.
+  RecordingLink other;
+  Connect(other, "agent-b");
+  ASSERT_TRUE(core_->AgentEvents("agent-b", TaskEvents(1, task, {v1::TASK_STATE_FAILED})).ok());
+  EXPECT_EQ(core_->GetTask(alice_, task)->state(), v1::TASK_STATE_RUNNING);
+}
+
+TEST_F(ControllerCoreTest, UsersSeeOnlyTheirOwnInvocations) {
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  EXPECT_TRUE(core_->GetInvocation(alice_, r->invocation().id()).ok());
+  EXPECT_EQ(core_->GetInvocation(bob_, r->invocation().id()).status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(core_->Cancel(bob_, r->invocation().id()).status().code(),
+            absl::StatusCode::kNotFound);
+  auto list = core_->List(bob_, {});
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->invocations_size(), 0);
+  EXPECT_TRUE(core_->GetInvocation(Caller{"root", true}, r->invocation().id()).ok());
+}
+
+TEST_F(ControllerCoreTest, CancelBeforeDeliveryAndAfter) {
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  const std::string t0 = r->invocation().tasks(0).id();
+  const std::string t1 = r->invocation().tasks(1).id();
+  // t0 was taken by the agent; t1 was not yet.
+  ASSERT_TRUE(core_->AgentEvents("agent-a", TaskEvents(1, t0, {v1::TASK_STATE_QUEUED})).ok());
+  auto c = core_->Cancel(alice_, r->invocation().id());
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto cancels = link.Commands(v1::Command::kCancelTask);
+  ASSERT_EQ(cancels.size(), 1u);
+  EXPECT_EQ(cancels[0].cancel_task().task_id(), t0);
+  EXPECT_TRUE(core_->GetTask(alice_, t0)->cancel_requested());
+  EXPECT_EQ(core_->GetTask(alice_, t1)->state(), v1::TASK_STATE_CANCELLED);
+}
+
+TEST_F(ControllerCoreTest, TasksWaitForADisconnectedAgentThenFail) {
+  RecordingLink link;
+  Connect(link);
+  core_->AgentDisconnected("agent-a", &link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok()) << r.status();  // a known agent: the tasks wait
+  clock_.Advance(absl::Minutes(4));
+  core_->Tick();
+  EXPECT_EQ(core_->GetTask(alice_, r->invocation().tasks(0).id())->state(),
+            v1::TASK_STATE_PENDING);
+  clock_.Advance(absl::Minutes(2));
+  core_->Tick();
+  auto t = core_->GetTask(alice_, r->invocation().tasks(0).id());
+  EXPECT_EQ(t->state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(t->reason(), HasSubstr("did not reconnect within 5m"));
+}
+
+TEST_F(ControllerCoreTest, ReconnectResendsHeldTasksWithTheirSecrets) {
+  RecordingLink link;
+  Connect(link);
+  core_->AgentDisconnected("agent-a", &link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  RecordingLink again;
+  auto reg = Connect(again);
+  EXPECT_EQ(reg.last_applied_sequence(), 0u);
+  auto submits = again.Commands(v1::Command::kSubmitTask);
+  ASSERT_EQ(submits.size(), 2u);
+  bool secret = false;
+  for (const auto& v : submits[0].submit_task().job().env()) secret |= v.value() == "tok_SECRET_value_42";
+  EXPECT_TRUE(secret);
+}
+
+TEST_F(ControllerCoreTest, AfterARestartTasksWithSecretsThatNeverArrivedFail) {
+  RecordingLink link;
+  Connect(link);
+  core_->AgentDisconnected("agent-a", &link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  Reopen();
+  RecordingLink again;
+  Connect(again);
+  EXPECT_TRUE(again.Commands(v1::Command::kSubmitTask).empty());
+  auto t = core_->GetTask(alice_, r->invocation().tasks(0).id());
+  EXPECT_EQ(t->state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(t->reason(), HasSubstr("secret values are never stored"));
+}
+
+TEST_F(ControllerCoreTest, AgentSequenceSurvivesARestart) {
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  const std::string task = r->invocation().tasks(0).id();
+  ASSERT_TRUE(core_->AgentEvents("agent-a", TaskEvents(1, task, {v1::TASK_STATE_QUEUED})).ok());
+  Reopen();
+  RecordingLink again;
+  EXPECT_EQ(Connect(again).last_applied_sequence(), 1u);
+}
+
+TEST_F(ControllerCoreTest, BadConfigIsInvalidArgumentWithThePath) {
+  RecordingLink link;
+  Connect(link);
+  std::string yaml = kConfig;
+  yaml.replace(yaml.find("output_dir: /scratch/results"), 28, "output_dir: scratch/results ");
+  auto r = Submit("req-bad", yaml);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("execution.output_dir"));
+}
+
+TEST_F(ControllerCoreTest, PrefixesResolve) {
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  const std::string id = r->invocation().id();
+  EXPECT_EQ(core_->GetInvocation(alice_, id.substr(0, 4))->id(), id);
+  EXPECT_EQ(core_->GetTask(alice_, id + ".1")->name(), "two");
+  EXPECT_EQ(core_->GetInvocation(alice_, "zz").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace evalctl::controller

@@ -1,0 +1,411 @@
+#include "controller/core/sqlite_store.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace evalctl::controller {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr int kSchemaVersion = 1;
+
+// Schema migrations, in order; migration i brings the schema from version i to i + 1.
+constexpr const char* kMigrations[] = {
+    // 0 → 1
+    "CREATE TABLE invocations ("
+    "  id TEXT PRIMARY KEY, owner TEXT NOT NULL, request_id TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE (owner, request_id));"
+    "CREATE INDEX invocations_created ON invocations (created_ms);"
+    "CREATE TABLE tasks ("
+    "  id TEXT PRIMARY KEY, invocation_id TEXT NOT NULL REFERENCES invocations (id),"
+    "  idx INTEGER NOT NULL, state INTEGER NOT NULL, agent_id TEXT NOT NULL,"
+    "  accepted INTEGER NOT NULL, status BLOB NOT NULL, submit BLOB NOT NULL);"
+    "CREATE INDEX tasks_invocation ON tasks (invocation_id, idx);"
+    "CREATE INDEX tasks_unaccepted ON tasks (agent_id) WHERE accepted = 0;"
+    "CREATE TABLE events ("
+    "  sequence INTEGER PRIMARY KEY, invocation_id TEXT NOT NULL, event BLOB NOT NULL);"
+    "CREATE INDEX events_invocation ON events (invocation_id, sequence);"
+    "CREATE TABLE agents ("
+    "  agent_id TEXT PRIMARY KEY, cluster BLOB NOT NULL, last_applied INTEGER NOT NULL DEFAULT 0);",
+};
+
+bool IsTerminal(v1::TaskState s) {
+  return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED ||
+         s == v1::TASK_STATE_CANCELLED || s == v1::TASK_STATE_BUDGET_EXHAUSTED;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+  ASSIGN_OR_RETURN(auto db, SqliteDb::Open(path, {.create_mode = 0600}));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db)));
+  absl::MutexLock lock(&store->mu_);
+  RETURN_IF_ERROR(store->Migrate());
+  ASSIGN_OR_RETURN(auto st, store->db_->Prepare("SELECT COALESCE(MAX(sequence), 0) FROM events"));
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (row) store->last_event_sequence_ = static_cast<uint64_t>(st.Int(0));
+  return store;
+}
+
+absl::Status SqliteStore::Migrate() {
+  RETURN_IF_ERROR(db_->Exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)"));
+  int version = 0;
+  {
+    ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (row && !absl::SimpleAtoi(st.Text(0), &version)) {
+      return absl::DataLossError(absl::StrCat(db_->path(), ": unreadable schema version"));
+    }
+  }
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        db_->path(), " has schema version ", version, "; this controller understands up to ",
+        kSchemaVersion, ". Run the newer evalctl-controller that wrote it."));
+  }
+  for (int v = version; v < kSchemaVersion; ++v) {
+    RETURN_IF_ERROR(db_->Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
+      ASSIGN_OR_RETURN(auto st, db_->Prepare(
+          "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)"));
+      return st.Bind(1, std::to_string(v + 1)).Run();
+    }));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteStore::PutTask(const StoredTask& t) {
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "INSERT OR REPLACE INTO tasks (id, invocation_id, idx, state, agent_id, accepted, status, "
+      "submit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
+  return st.Bind(1, t.task.id())
+      .Bind(2, t.task.invocation_id())
+      .Bind(3, t.task.index())
+      .Bind(4, static_cast<int>(t.task.state()))
+      .Bind(5, t.agent_id)
+      .Bind(6, t.accepted ? 1 : 0)
+      .BindBlob(7, t.task.SerializeAsString())
+      .BindBlob(8, t.submit.SerializeAsString())
+      .Run();
+}
+
+absl::StatusOr<uint64_t> SqliteStore::AppendEvent(const std::string& invocation_id,
+                                                  const v1::TaskEvent& event) {
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "INSERT INTO events (sequence, invocation_id, event) VALUES (?, ?, ?)"));
+  uint64_t seq = last_event_sequence_ + 1;
+  RETURN_IF_ERROR(st.Bind(1, seq).Bind(2, invocation_id).BindBlob(3, event.SerializeAsString()).Run());
+  last_event_sequence_ = seq;
+  return seq;
+}
+
+absl::Status SqliteStore::CreateInvocation(const NewInvocation& inv) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t seq_before = last_event_sequence_;
+  absl::Status s = db_->Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(auto st, db_->Prepare(
+        "INSERT INTO invocations (id, owner, request_id, created_ms, data) VALUES (?, ?, ?, ?, ?)"));
+    v1::Invocation copy = inv.invocation;
+    copy.clear_tasks();
+    RETURN_IF_ERROR(st.Bind(1, copy.id())
+                        .Bind(2, inv.owner)
+                        .Bind(3, inv.request_id)
+                        .Bind(4, TimeUtil::TimestampToMilliseconds(copy.created_time()))
+                        .BindBlob(5, copy.SerializeAsString())
+                        .Run());
+    for (const StoredTask& t : inv.tasks) {
+      RETURN_IF_ERROR(PutTask(t));
+      v1::TaskEvent created;
+      created.set_kind(v1::TaskEvent::KIND_STATE_CHANGED);
+      created.set_task_id(t.task.id());
+      *created.mutable_time() = copy.created_time();
+      created.set_state(t.task.state());
+      created.set_reason(t.task.reason());
+      RETURN_IF_ERROR(AppendEvent(copy.id(), created).status());
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) last_event_sequence_ = seq_before;
+  return s;
+}
+
+absl::StatusOr<std::optional<std::string>> SqliteStore::FindRequest(const std::string& owner,
+                                                                     const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT id FROM invocations WHERE owner = ? AND request_id = ?"));
+  st.Bind(1, owner).Bind(2, request_id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<std::string>();
+  return std::optional<std::string>(st.Text(0));
+}
+
+absl::StatusOr<std::vector<std::string>> SqliteStore::MatchInvocations(const std::string& prefix,
+                                                                      int limit) {
+  absl::MutexLock lock(&mu_);
+  // A range scan on the primary key: prefix <= id < prefix + '\xff'.
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT id FROM invocations WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"));
+  st.Bind(1, prefix).Bind(2, prefix + "\x7f").Bind(3, limit);
+  std::vector<std::string> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    out.push_back(st.Text(0));
+  }
+  return out;
+}
+
+absl::Status SqliteStore::FillCounts(v1::Invocation& inv) {
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT state, COUNT(*) FROM tasks WHERE invocation_id = ? GROUP BY state"));
+  st.Bind(1, inv.id());
+  v1::TaskCounts* c = inv.mutable_counts();
+  c->Clear();
+  bool finished = true;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    auto state = static_cast<v1::TaskState>(st.Int(0));
+    int n = static_cast<int>(st.Int(1));
+    if (!IsTerminal(state)) finished = false;
+    switch (state) {
+      case v1::TASK_STATE_PENDING: c->set_pending(c->pending() + n); break;
+      case v1::TASK_STATE_QUEUED: c->set_queued(n); break;
+      case v1::TASK_STATE_RUNNING: c->set_running(n); break;
+      case v1::TASK_STATE_RESUMING: c->set_resuming(n); break;
+      case v1::TASK_STATE_SUCCEEDED: c->set_succeeded(n); break;
+      case v1::TASK_STATE_FAILED: c->set_failed(n); break;
+      case v1::TASK_STATE_CANCELLED: c->set_cancelled(n); break;
+      case v1::TASK_STATE_BUDGET_EXHAUSTED: c->set_budget_exhausted(n); break;
+      default: c->set_pending(c->pending() + n); break;
+    }
+  }
+  inv.set_finished(finished);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Invocation> SqliteStore::GetInvocation(const std::string& id, bool with_tasks) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT data FROM invocations WHERE id = ?"));
+  st.Bind(1, id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("no invocation ", id));
+  v1::Invocation inv;
+  if (!inv.ParseFromString(st.Text(0))) {
+    return absl::DataLossError(absl::StrCat("invocation ", id, " cannot be decoded"));
+  }
+  RETURN_IF_ERROR(FillCounts(inv));
+  if (with_tasks) {
+    ASSIGN_OR_RETURN(auto tasks, QueryTasks(
+        "SELECT status, submit, agent_id, accepted FROM tasks WHERE invocation_id = ? ORDER BY idx",
+        id));
+    for (StoredTask& t : tasks) *inv.add_tasks() = std::move(t.task);
+  }
+  return inv;
+}
+
+absl::StatusOr<std::string> SqliteStore::InvocationOwner(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT owner FROM invocations WHERE id = ?"));
+  st.Bind(1, id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return absl::NotFoundError(absl::StrCat("no invocation ", id));
+  return st.Text(0);
+}
+
+absl::StatusOr<std::vector<StoredTask>> SqliteStore::QueryTasks(const std::string& sql,
+                                                                const std::string& arg) {
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
+  st.Bind(1, arg);
+  std::vector<StoredTask> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    StoredTask t;
+    if (!t.task.ParseFromString(st.Text(0)) || !t.submit.ParseFromString(st.Text(1))) {
+      return absl::DataLossError("a task row cannot be decoded");
+    }
+    t.agent_id = st.Text(2);
+    t.accepted = st.Int(3) != 0;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::StatusOr<StoredTask> SqliteStore::GetTask(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto tasks, QueryTasks(
+      "SELECT status, submit, agent_id, accepted FROM tasks WHERE id = ?", task_id));
+  if (tasks.empty()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
+  return std::move(tasks[0]);
+}
+
+absl::StatusOr<std::vector<StoredTask>> SqliteStore::TasksOf(const std::string& invocation_id) {
+  absl::MutexLock lock(&mu_);
+  return QueryTasks(
+      "SELECT status, submit, agent_id, accepted FROM tasks WHERE invocation_id = ? ORDER BY idx",
+      invocation_id);
+}
+
+absl::StatusOr<std::vector<v1::Invocation>> SqliteStore::ListInvocations(const ListFilter& filter) {
+  absl::MutexLock lock(&mu_);
+  std::string sql = "SELECT data FROM invocations WHERE created_ms >= ?1";
+  if (!filter.owner.empty()) sql += " AND owner = ?2";
+  if (!filter.before_id.empty()) {
+    sql += " AND (created_ms, id) < (SELECT created_ms, id FROM invocations WHERE id = ?3)";
+  }
+  sql += " ORDER BY created_ms DESC, id DESC LIMIT ?4";
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
+  st.Bind(1, filter.since == absl::InfinitePast() ? int64_t{0} : absl::ToUnixMillis(filter.since));
+  if (!filter.owner.empty()) st.Bind(2, filter.owner);
+  if (!filter.before_id.empty()) st.Bind(3, filter.before_id);
+  st.Bind(4, filter.limit);
+  std::vector<v1::Invocation> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    v1::Invocation inv;
+    if (!inv.ParseFromString(st.Text(0))) return absl::DataLossError("an invocation row cannot be decoded");
+    out.push_back(std::move(inv));
+  }
+  for (v1::Invocation& inv : out) RETURN_IF_ERROR(FillCounts(inv));
+  return out;
+}
+
+absl::StatusOr<std::vector<StoredTask>> SqliteStore::UnacceptedTasks(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  return QueryTasks(
+      "SELECT status, submit, agent_id, accepted FROM tasks WHERE agent_id = ? AND accepted = 0 "
+      "ORDER BY invocation_id, idx",
+      agent_id);
+}
+
+absl::StatusOr<std::vector<StoredTask>> SqliteStore::CancellingTasks(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto tasks, QueryTasks(
+      "SELECT status, submit, agent_id, accepted FROM tasks WHERE agent_id = ? AND state IN "
+      "(1, 2, 3, 4)",
+      agent_id));
+  std::vector<StoredTask> out;
+  for (StoredTask& t : tasks) {
+    if (t.task.cancel_requested()) out.push_back(std::move(t));
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> SqliteStore::UpdateTask(const StoredTask& task,
+                                                 const v1::TaskEvent* event) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t seq_before = last_event_sequence_;
+  uint64_t seq = 0;
+  absl::Status s = db_->Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(PutTask(task));
+    if (event != nullptr) {
+      ASSIGN_OR_RETURN(seq, AppendEvent(task.task.invocation_id(), *event));
+    }
+    return absl::OkStatus();
+  });
+  if (!s.ok()) {
+    last_event_sequence_ = seq_before;
+    return s;
+  }
+  return seq;
+}
+
+absl::StatusOr<std::vector<uint64_t>> SqliteStore::ApplyAgentEvents(
+    const std::string& agent_id, const std::vector<AppliedEvent>& events,
+    uint64_t last_agent_sequence) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t seq_before = last_event_sequence_;
+  std::vector<uint64_t> seqs;
+  absl::Status s = db_->Transaction([&]() -> absl::Status {
+    for (const AppliedEvent& e : events) {
+      RETURN_IF_ERROR(PutTask(e.task));
+      ASSIGN_OR_RETURN(uint64_t seq, AppendEvent(e.task.task.invocation_id(), e.event));
+      seqs.push_back(seq);
+    }
+    ASSIGN_OR_RETURN(auto st, db_->Prepare(
+        "UPDATE agents SET last_applied = MAX(last_applied, ?) WHERE agent_id = ?"));
+    return st.Bind(1, last_agent_sequence).Bind(2, agent_id).Run();
+  });
+  if (!s.ok()) {
+    last_event_sequence_ = seq_before;
+    return s;
+  }
+  return seqs;
+}
+
+absl::StatusOr<std::vector<EventRecord>> SqliteStore::EventsAfter(uint64_t after,
+                                                                  const std::string& invocation_id,
+                                                                  int limit) {
+  absl::MutexLock lock(&mu_);
+  std::string sql = invocation_id.empty()
+                        ? "SELECT e.sequence, e.invocation_id, e.event, i.owner FROM events e "
+                          "JOIN invocations i ON i.id = e.invocation_id WHERE e.sequence > ?1 "
+                          "ORDER BY e.sequence LIMIT ?2"
+                        : "SELECT e.sequence, e.invocation_id, e.event, i.owner FROM events e "
+                          "JOIN invocations i ON i.id = e.invocation_id WHERE e.sequence > ?1 AND "
+                          "e.invocation_id = ?3 ORDER BY e.sequence LIMIT ?2";
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
+  st.Bind(1, after).Bind(2, limit);
+  if (!invocation_id.empty()) st.Bind(3, invocation_id);
+  std::vector<EventRecord> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    EventRecord r;
+    r.sequence = static_cast<uint64_t>(st.Int(0));
+    r.invocation_id = st.Text(1);
+    if (!r.event.ParseFromString(st.Text(2))) return absl::DataLossError("an event cannot be decoded");
+    r.owner = st.Text(3);
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+uint64_t SqliteStore::last_event_sequence() {
+  absl::MutexLock lock(&mu_);
+  return last_event_sequence_;
+}
+
+absl::Status SqliteStore::UpsertAgent(const v1::Cluster& cluster) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "INSERT INTO agents (agent_id, cluster) VALUES (?, ?) "
+      "ON CONFLICT (agent_id) DO UPDATE SET cluster = excluded.cluster"));
+  return st.Bind(1, cluster.agent_id()).BindBlob(2, cluster.SerializeAsString()).Run();
+}
+
+absl::StatusOr<std::optional<AgentRecord>> SqliteStore::GetAgent(const std::string& agent_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+      "SELECT cluster, last_applied FROM agents WHERE agent_id = ?"));
+  st.Bind(1, agent_id);
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  if (!row) return std::optional<AgentRecord>();
+  AgentRecord r;
+  r.cluster.ParseFromString(st.Text(0));
+  r.last_applied_sequence = static_cast<uint64_t>(st.Int(1));
+  return std::optional<AgentRecord>(std::move(r));
+}
+
+absl::StatusOr<std::vector<AgentRecord>> SqliteStore::ListAgents() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT cluster, last_applied FROM agents"));
+  std::vector<AgentRecord> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st.Step());
+    if (!row) break;
+    AgentRecord r;
+    r.cluster.ParseFromString(st.Text(0));
+    r.last_applied_sequence = static_cast<uint64_t>(st.Int(1));
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+}  // namespace evalctl::controller

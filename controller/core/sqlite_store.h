@@ -1,0 +1,60 @@
+// Store on SQLite (WAL, synchronous=FULL) in the controller's state directory. Schema versions
+// are kept in `meta.schema_version`; Open migrates older databases forward and refuses newer ones.
+// Thread-safe: one connection behind a mutex (SQLite serialises writers anyway).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "common/sqlite.h"
+#include "controller/core/store.h"
+
+namespace evalctl::controller {
+
+class SqliteStore : public Store {
+ public:
+  // `path` of the database file; created with mode 0600.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+
+  absl::Status CreateInvocation(const NewInvocation& inv) override;
+  absl::StatusOr<std::optional<std::string>> FindRequest(const std::string& owner,
+                                                         const std::string& request_id) override;
+  absl::StatusOr<std::vector<std::string>> MatchInvocations(const std::string& prefix,
+                                                            int limit) override;
+  absl::StatusOr<v1::Invocation> GetInvocation(const std::string& id, bool with_tasks) override;
+  absl::StatusOr<std::string> InvocationOwner(const std::string& id) override;
+  absl::StatusOr<StoredTask> GetTask(const std::string& task_id) override;
+  absl::StatusOr<std::vector<StoredTask>> TasksOf(const std::string& invocation_id) override;
+  absl::StatusOr<std::vector<v1::Invocation>> ListInvocations(const ListFilter& filter) override;
+  absl::StatusOr<std::vector<StoredTask>> UnacceptedTasks(const std::string& agent_id) override;
+  absl::StatusOr<std::vector<StoredTask>> CancellingTasks(const std::string& agent_id) override;
+  absl::StatusOr<uint64_t> UpdateTask(const StoredTask& task, const v1::TaskEvent* event) override;
+  absl::StatusOr<std::vector<uint64_t>> ApplyAgentEvents(const std::string& agent_id,
+                                                         const std::vector<AppliedEvent>& events,
+                                                         uint64_t last_agent_sequence) override;
+  absl::StatusOr<std::vector<EventRecord>> EventsAfter(uint64_t after,
+                                                       const std::string& invocation_id,
+                                                       int limit) override;
+  uint64_t last_event_sequence() override;
+  absl::Status UpsertAgent(const v1::Cluster& cluster) override;
+  absl::StatusOr<std::optional<AgentRecord>> GetAgent(const std::string& agent_id) override;
+  absl::StatusOr<std::vector<AgentRecord>> ListAgents() override;
+
+ private:
+  explicit SqliteStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PutTask(const StoredTask& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<uint64_t> AppendEvent(const std::string& invocation_id,
+                                       const v1::TaskEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<StoredTask>> QueryTasks(const std::string& sql,
+                                                     const std::string& arg)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status FillCounts(v1::Invocation& inv) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_event_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace evalctl::controller

@@ -1,0 +1,544 @@
+#include "controller/service/services.h"
+
+#include <atomic>
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "common/logging.h"
+
+namespace evalctl::controller {
+namespace {
+
+constexpr int kWatchBatch = 256;
+
+// Counts the reactor itself plus every piece of work scheduled for it; the last Release deletes.
+class RefCounted {
+ public:
+  virtual ~RefCounted() = default;
+  void AddRef() { refs_.fetch_add(1); }
+  void Release() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+ private:
+  std::atomic<int> refs_{1};
+};
+
+template <typename Fn>
+grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Authenticator* auth,
+                                ThreadPool* pool, Fn fn) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<Caller> caller = auth->Authenticate(*ctx);
+  if (!caller.ok()) {
+    reactor->Finish(ToGrpcStatus(caller.status()));
+    return reactor;
+  }
+  pool->Schedule([reactor, caller = *caller, fn = std::move(fn)]() mutable {
+    reactor->Finish(ToGrpcStatus(fn(caller)));
+  });
+  return reactor;
+}
+
+// Streams committed events from the store: each batch is read when the previous one was written
+// and new events were announced, so a slow watcher lags (and catches up from the log) instead of
+// buffering without bound or stalling the core.
+class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse>,
+                     public RefCounted {
+ public:
+  WatchReactor(ControllerCore* core, ThreadPool* pool, Caller caller,
+               v1::WatchInvocationRequest request)
+      : core_(core), pool_(pool), caller_(std::move(caller)), request_(std::move(request)),
+        link_(std::make_shared<Link>()) {
+    link_->reactor = this;
+    last_ = request_.after_sequence();
+    Schedule([this] { Start(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away"));
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    WriteNextLocked();
+  }
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&link_->mu);
+      link_->reactor = nullptr;
+    }
+    if (listener_ != 0) core_->RemoveListener(listener_);
+    Release();
+  }
+
+ private:
+  struct Link {
+    absl::Mutex mu;
+    WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  template <typename F>
+  void Schedule(F f) {
+    AddRef();
+    pool_->Schedule([this, f = std::move(f)] {
+      f();
+      Release();
+    });
+  }
+
+  void Start() {
+    auto scope = core_->ResolveWatch(caller_, request_.id());
+    if (!scope.ok()) return FinishOnce(ToGrpcStatus(scope.status()));
+    scope_ = *scope;
+    std::shared_ptr<Link> link = link_;
+    listener_ = core_->AddListener([link] {
+      absl::MutexLock lock(&link->mu);
+      if (link->reactor != nullptr) link->reactor->Wake();
+    });
+    Wake();
+  }
+
+  void Wake() {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    if (fetching_ || writing_ || !buffer_.empty()) {
+      dirty_ = true;
+      return;
+    }
+    fetching_ = true;
+    Schedule([this] { Fetch(); });
+  }
+
+  void Fetch() {
+    auto events = core_->EventsAfter(scope_, last_fetched_, kWatchBatch);
+    bool done_watching = false;
+    if (events.ok() && events->empty() && !scope_.invocation_id.empty()) {
+      done_watching = core_->InvocationFinished(scope_.invocation_id);
+    }
+    if (!events.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        fetching_ = false;
+      }
+      return FinishOnce(ToGrpcStatus(events.status()));
+    }
+    absl::MutexLock lock(&mu_);
+    fetching_ = false;
+    if (events->empty()) {
+      if (done_watching && !dirty_) {
+        finished_ = true;
+        Finish(grpc::Status::OK);
+        return;
+      }
+      if (dirty_) {
+        dirty_ = false;
+        fetching_ = true;
+        Schedule([this] { Fetch(); });
+      }
+      return;
+    }
+    for (auto& e : *events) {
+      last_fetched_ = std::max(last_fetched_, e.sequence());
+      // A placeholder that only advances the position (events of other owners) is not sent.
+      if (!e.has_event()) continue;
+      if (e.sequence() <= last_) continue;
+      buffer_.push_back(std::move(e));
+    }
+    if (static_cast<int>(events->size()) == kWatchBatch) dirty_ = true;
+    WriteNextLocked();
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || writing_) return;
+    if (buffer_.empty()) {
+      if (!fetching_) {
+        // Caught up with what was fetched; look again (also to notice the end).
+        fetching_ = true;
+        dirty_ = false;
+        Schedule([this] { Fetch(); });
+      }
+      return;
+    }
+    current_ = std::move(buffer_.front());
+    buffer_.pop_front();
+    last_ = current_.sequence();
+    writing_ = true;
+    StartWrite(&current_);
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  ControllerCore* core_;
+  ThreadPool* pool_;
+  Caller caller_;
+  v1::WatchInvocationRequest request_;
+  std::shared_ptr<Link> link_;
+  ControllerCore::WatchScope scope_;
+  int64_t listener_ = 0;
+
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool fetching_ ABSL_GUARDED_BY(mu_) = false;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;
+  std::deque<v1::WatchInvocationResponse> buffer_ ABSL_GUARDED_BY(mu_);
+  v1::WatchInvocationResponse current_;
+  uint64_t last_ = 0;
+  uint64_t last_fetched_ = 0;
+};
+
+// Streams a log: each chunk is asked of the task's agent (over its stream), written, then the
+// next one is asked for. With `follow` the agent waits for the file to grow before answering.
+class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, public RefCounted {
+ public:
+  LogsReactor(ControllerCore* core, ThreadPool* pool, Caller caller, v1::StreamLogsRequest request)
+      : core_(core), pool_(pool), caller_(std::move(caller)), request_(std::move(request)) {
+    offset_ = request_.offset();
+    Ask();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) return FinishOnce(grpc::Status::CANCELLED);
+    Ask();
+  }
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+  void OnDone() override { Release(); }
+
+ private:
+  // Each Ask holds a reference until the agent's answer (or failure) arrives, so the reactor
+  // outlives a late answer.
+  void Ask() {
+    AddRef();
+    pool_->Schedule([this] {
+      int32_t wait = request_.follow() ? 2000 : 0;
+      AddRef();
+      core_->ReadLog(caller_, request_, offset_, wait,
+                     [this](absl::StatusOr<v1::LogChunk> chunk) { OnChunk(std::move(chunk)); });
+      Release();
+    });
+  }
+
+  void OnChunk(absl::StatusOr<v1::LogChunk> chunk) {
+    if (!chunk.ok()) {
+      FinishOnce(ToGrpcStatus(chunk.status()));
+      Release();
+      return;
+    }
+    if (chunk->data().empty()) {
+      bool stop = !request_.follow();
+      if (!stop) {
+        auto task = core_->GetTask(caller_, request_.id());
+        stop = !task.ok() || task->state() == v1::TASK_STATE_SUCCEEDED ||
+               task->state() == v1::TASK_STATE_FAILED || task->state() == v1::TASK_STATE_CANCELLED ||
+               task->state() == v1::TASK_STATE_BUDGET_EXHAUSTED;
+        // One more read after the end, so nothing written just before it is missed.
+        if (stop && !final_read_) {
+          final_read_ = true;
+          stop = false;
+        }
+      }
+      if (stop) {
+        FinishOnce(grpc::Status::OK);
+      } else {
+        offset_ = chunk->offset();
+        Ask();
+      }
+      Release();
+      return;
+    }
+    offset_ = chunk->offset() + static_cast<int64_t>(chunk->data().size());
+    response_.set_path(chunk->path());
+    response_.set_offset(chunk->offset());
+    response_.set_data(chunk->data());
+    {
+      absl::MutexLock lock(&mu_);
+      if (!finished_) StartWrite(&response_);
+    }
+    Release();
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  ControllerCore* core_;
+  ThreadPool* pool_;
+  Caller caller_;
+  v1::StreamLogsRequest request_;
+  int64_t offset_ = 0;
+  bool final_read_ = false;
+  v1::StreamLogsResponse response_;
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// One agent's stream. Reads are handled one at a time, in order, on the pool; writes are queued
+// with one in flight.
+class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>,
+                     public AgentLink,
+                     public RefCounted {
+ public:
+  AgentReactor(ControllerCore* core, ThreadPool* pool) : core_(core), pool_(pool) {
+    StartRead(&incoming_);
+  }
+
+  void Send(v1::ControllerMessage message) override {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    outbox_.push_back(std::move(message));
+    WriteNextLocked();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return FinishOnce(grpc::Status::OK);
+    AddRef();
+    pool_->Schedule([this] {
+      Handle(incoming_);
+      {
+        absl::MutexLock lock(&mu_);
+        if (!finished_) StartRead(&incoming_);
+      }
+      Release();
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    if (!ok) return;
+    outbox_.pop_front();
+    WriteNextLocked();
+  }
+
+  void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    if (!agent_id_.empty()) core_->AgentDisconnected(agent_id_, this);
+    Release();
+  }
+
+ private:
+  void Handle(const v1::AgentMessage& msg) {
+    if (agent_id_.empty()) {
+      if (!msg.has_register_()) {
+        return FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                       "the first message on the stream must be Register"));
+      }
+      auto registered = core_->AgentConnected(msg.register_(), this);
+      if (!registered.ok()) return FinishOnce(ToGrpcStatus(registered.status()));
+      agent_id_ = msg.register_().agent_id();
+      v1::ControllerMessage reply;
+      *reply.mutable_registered() = *registered;
+      // Registered must precede the commands AgentConnected queued: put it first.
+      absl::MutexLock lock(&mu_);
+      if (writing_) {
+        outbox_.insert(outbox_.begin() + 1, std::move(reply));
+      } else {
+        outbox_.push_front(std::move(reply));
+        WriteNextLocked();
+      }
+      return;
+    }
+    switch (msg.body_case()) {
+      case v1::AgentMessage::kEvents: {
+        auto ack = core_->AgentEvents(agent_id_, msg.events());
+        if (!ack.ok()) {
+          LOG(ERROR) << "agent=" << agent_id_ << " events not applied: " << ack.status();
+          return FinishOnce(ToGrpcStatus(ack.status()));
+        }
+        v1::ControllerMessage reply;
+        reply.mutable_events_ack()->set_sequence(*ack);
+        Send(std::move(reply));
+        return;
+      }
+      case v1::AgentMessage::kCommandResult:
+        core_->AgentCommandResult(agent_id_, msg.command_result());
+        return;
+      case v1::AgentMessage::kHeartbeat:
+        core_->AgentHeartbeat(agent_id_, msg.heartbeat());
+        return;
+      default:
+        return;
+    }
+  }
+
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || outbox_.empty() || finished_) return;
+    writing_ = true;
+    StartWrite(&outbox_.front());
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    finished_ = true;
+    Finish(status);
+  }
+
+  ControllerCore* core_;
+  ThreadPool* pool_;
+  v1::AgentMessage incoming_;
+  std::string agent_id_;
+  absl::Mutex mu_;
+  std::deque<v1::ControllerMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::StatusOr<Caller> InsecureAuthenticator::Authenticate(
+    const grpc::CallbackServerContext& context) {
+  Caller caller;
+  caller.admin = true;
+  const auto& md = context.client_metadata();
+  auto it = md.find("x-evalctl-user");
+  caller.user = it == md.end() ? "anonymous" : std::string(it->second.data(), it->second.size());
+  if (caller.user.empty() || caller.user.size() > 64) caller.user = "anonymous";
+  return caller;
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::PlanInvocation(grpc::CallbackServerContext* ctx,
+                                                          const v1::PlanInvocationRequest* req,
+                                                          v1::PlanInvocationResponse* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->Plan(c, req->config());
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::SubmitInvocation(grpc::CallbackServerContext* ctx,
+                                                            const v1::SubmitInvocationRequest* req,
+                                                            v1::SubmitInvocationResponse* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->Submit(c, *req);
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::GetInvocation(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetInvocationRequest* req,
+                                                         v1::Invocation* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->GetInvocation(c, req->id());
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::GetTask(grpc::CallbackServerContext* ctx,
+                                                   const v1::GetTaskRequest* req, v1::Task* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->GetTask(c, req->id());
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::ListInvocations(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListInvocationsRequest* req,
+                                                           v1::ListInvocationsResponse* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->List(c, *req);
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::WatchInvocationResponse>* EvalServiceImpl::WatchInvocation(
+    grpc::CallbackServerContext* ctx, const v1::WatchInvocationRequest* req) {
+  auto caller = auth_->Authenticate(*ctx);
+  if (!caller.ok()) {
+    class Refused : public grpc::ServerWriteReactor<v1::WatchInvocationResponse> {
+     public:
+      explicit Refused(const grpc::Status& s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(ToGrpcStatus(caller.status()));
+  }
+  return new WatchReactor(core_, pool_, *caller, *req);
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::CancelInvocation(grpc::CallbackServerContext* ctx,
+                                                            const v1::CancelInvocationRequest* req,
+                                                            v1::CancelInvocationResponse* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->Cancel(c, req->id());
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::ResumeInvocation(grpc::CallbackServerContext* ctx,
+                                                            const v1::ResumeInvocationRequest* req,
+                                                            v1::ResumeInvocationResponse* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->Resume(c, req->id());
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::StreamLogsResponse>* EvalServiceImpl::StreamLogs(
+    grpc::CallbackServerContext* ctx, const v1::StreamLogsRequest* req) {
+  auto caller = auth_->Authenticate(*ctx);
+  if (!caller.ok()) {
+    class Refused : public grpc::ServerWriteReactor<v1::StreamLogsResponse> {
+     public:
+      explicit Refused(const grpc::Status& s) { Finish(s); }
+      void OnDone() override { delete this; }
+    };
+    return new Refused(ToGrpcStatus(caller.status()));
+  }
+  return new LogsReactor(core_, pool_, *caller, *req);
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::GetResults(grpc::CallbackServerContext* ctx,
+                                                      const v1::GetResultsRequest* req,
+                                                      v1::GetResultsResponse* resp) {
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+    auto r = core_->Results(c, req->id());
+    if (!r.ok()) return r.status();
+    *resp = *std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* EvalServiceImpl::ListClusters(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListClustersRequest* req,
+                                                        v1::ListClustersResponse* resp) {
+  (void)req;
+  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller&) -> absl::Status {
+    *resp = core_->Clusters();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceImpl::Connect(
+    grpc::CallbackServerContext* ctx) {
+  (void)ctx;
+  return new AgentReactor(core_, pool_);
+}
+
+}  // namespace evalctl::controller

@@ -1,0 +1,90 @@
+// The controller's gRPC layer: thin callback-API handlers over ControllerCore.
+//
+// Each handler authenticates the caller, hands the work to a worker pool (no disk I/O on gRPC
+// threads), and converts absl::Status to grpc::Status in one place (ToGrpcStatus). Streams
+// (WatchInvocation, StreamLogs, the agents' Connect) are reactors with one write in flight.
+//
+// Thread-safe.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "common/thread_pool.h"
+#include "controller/core/controller_core.h"
+#include "evalctl/v1/agent_service.grpc.pb.h"
+#include "evalctl/v1/eval_service.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace evalctl::controller {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Who is calling. In insecure (loopback-only) mode the user name comes from the `x-evalctl-user`
+// metadata the client sends and every caller is an admin; token authentication replaces this.
+class Authenticator {
+ public:
+  virtual ~Authenticator() = default;
+  virtual absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) = 0;
+};
+
+class InsecureAuthenticator : public Authenticator {
+ public:
+  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) override;
+};
+
+class EvalServiceImpl final : public v1::EvalService::CallbackService {
+ public:
+  EvalServiceImpl(ControllerCore* core, Authenticator* auth, ThreadPool* pool)
+      : core_(core), auth_(auth), pool_(pool) {}
+
+  grpc::ServerUnaryReactor* PlanInvocation(grpc::CallbackServerContext* ctx,
+                                           const v1::PlanInvocationRequest* req,
+                                           v1::PlanInvocationResponse* resp) override;
+  grpc::ServerUnaryReactor* SubmitInvocation(grpc::CallbackServerContext* ctx,
+                                             const v1::SubmitInvocationRequest* req,
+                                             v1::SubmitInvocationResponse* resp) override;
+  grpc::ServerUnaryReactor* GetInvocation(grpc::CallbackServerContext* ctx,
+                                          const v1::GetInvocationRequest* req,
+                                          v1::Invocation* resp) override;
+  grpc::ServerUnaryReactor* GetTask(grpc::CallbackServerContext* ctx,
+                                    const v1::GetTaskRequest* req, v1::Task* resp) override;
+  grpc::ServerUnaryReactor* ListInvocations(grpc::CallbackServerContext* ctx,
+                                            const v1::ListInvocationsRequest* req,
+                                            v1::ListInvocationsResponse* resp) override;
+  grpc::ServerWriteReactor<v1::WatchInvocationResponse>* WatchInvocation(
+      grpc::CallbackServerContext* ctx, const v1::WatchInvocationRequest* req) override;
+  grpc::ServerUnaryReactor* CancelInvocation(grpc::CallbackServerContext* ctx,
+                                             const v1::CancelInvocationRequest* req,
+                                             v1::CancelInvocationResponse* resp) override;
+  grpc::ServerUnaryReactor* ResumeInvocation(grpc::CallbackServerContext* ctx,
+                                             const v1::ResumeInvocationRequest* req,
+                                             v1::ResumeInvocationResponse* resp) override;
+  grpc::ServerWriteReactor<v1::StreamLogsResponse>* StreamLogs(
+      grpc::CallbackServerContext* ctx, const v1::StreamLogsRequest* req) override;
+  grpc::ServerUnaryReactor* GetResults(grpc::CallbackServerContext* ctx,
+                                       const v1::GetResultsRequest* req,
+                                       v1::GetResultsResponse* resp) override;
+  grpc::ServerUnaryReactor* ListClusters(grpc::CallbackServerContext* ctx,
+                                         const v1::ListClustersRequest* req,
+                                         v1::ListClustersResponse* resp) override;
+
+ private:
+  ControllerCore* core_;
+  Authenticator* auth_;
+  ThreadPool* pool_;
+};
+
+class AgentServiceImpl final : public v1::AgentService::CallbackService {
+ public:
+  AgentServiceImpl(ControllerCore* core, ThreadPool* pool) : core_(core), pool_(pool) {}
+  grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
+      grpc::CallbackServerContext* ctx) override;
+
+ private:
+  ControllerCore* core_;
+  ThreadPool* pool_;
+};
+
+}  // namespace evalctl::controller
