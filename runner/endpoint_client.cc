@@ -74,6 +74,36 @@ absl::StatusOr<EndpointUrl> ParseEndpointUrl(absl::string_view url, EndpointType
   return out;
 }
 
+std::string RedactUrls(absl::string_view text) {
+  std::string out;
+  size_t pos = 0;
+  while (true) {
+    size_t sep = text.find("://", pos);
+    if (sep == absl::string_view::npos) break;
+    size_t start = sep;
+    while (start > pos && (absl::ascii_isalnum(static_cast<unsigned char>(text[start - 1])) ||
+                           text[start - 1] == '+' || text[start - 1] == '-' ||
+                           text[start - 1] == '.')) {
+      --start;
+    }
+    size_t end = sep + 3;
+    while (end < text.size() && !absl::ascii_isspace(static_cast<unsigned char>(text[end]))) ++end;
+    absl::string_view url = text.substr(sep + 3, end - sep - 3);
+    size_t authority_end = url.find_first_of("/?#");
+    absl::string_view authority = url.substr(0, authority_end);
+    absl::string_view rest =
+        authority_end == absl::string_view::npos ? absl::string_view() : url.substr(authority_end);
+    if (size_t at = authority.rfind('@'); at != absl::string_view::npos) {
+      authority.remove_prefix(at + 1);
+    }
+    rest = rest.substr(0, rest.find_first_of("?#"));
+    absl::StrAppend(&out, text.substr(pos, sep + 3 - pos), authority, rest);
+    pos = end;
+  }
+  absl::StrAppend(&out, text.substr(pos));
+  return out;
+}
+
 std::optional<EndpointType> EndpointTypeFromUrl(absl::string_view url) {
   absl::string_view path = url.substr(0, url.find('?'));
   while (absl::ConsumeSuffix(&path, "/")) {

@@ -2,6 +2,7 @@
 // wrong when a request fails (for retries and for error messages).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -27,6 +28,10 @@ struct EndpointUrl {
 // Parses the endpoint URL. A URL without a route ("http://host:8000" or ".../v1") gets the
 // route of `type` appended (/v1/chat/completions or /v1/completions).
 absl::StatusOr<EndpointUrl> ParseEndpointUrl(absl::string_view url, EndpointType type);
+
+// `text` with every URL in it reduced to scheme://host:port/path (no user info, no query, no
+// fragment: they may hold credentials), for records such as results.yml's command line.
+std::string RedactUrls(absl::string_view text);
 
 // The endpoint type a URL's route implies, if it implies one.
 std::optional<EndpointType> EndpointTypeFromUrl(absl::string_view url);

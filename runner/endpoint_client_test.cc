@@ -38,6 +38,15 @@ TEST(ParseEndpointUrlTest, RejectsNonHttp) {
   EXPECT_FALSE(ParseEndpointUrl("http:///v1", EndpointType::kChat).ok());
 }
 
+TEST(RedactUrlsTest, DropsCredentialsFromUrls) {
+  EXPECT_EQ(RedactUrls("--endpoint-url=https://user:pw@h:8443/v1/chat/completions?key=k#x"),
+            "--endpoint-url=https://h:8443/v1/chat/completions");
+  EXPECT_EQ(RedactUrls("a http://h/x?y=1 and http://u@g b"), "a http://h/x and http://g b");
+  EXPECT_EQ(RedactUrls("no urls here"), "no urls here");
+  EXPECT_EQ(RedactUrls("http://127.0.0.1:8000/v1/completions"),
+            "http://127.0.0.1:8000/v1/completions");
+}
+
 TEST(EndpointTypeFromUrlTest, FromTheRoute) {
   EXPECT_EQ(EndpointTypeFromUrl("http://h/v1/chat/completions"), EndpointType::kChat);
   EXPECT_EQ(EndpointTypeFromUrl("http://h/v1/completions/"), EndpointType::kCompletions);

@@ -203,12 +203,14 @@ absl::StatusOr<std::unique_ptr<ResponseStore>> ResponseStore::Open(
 }
 
 ResponseStore::~ResponseStore() {
+  bool pending = false;
   {
     absl::MutexLock lock(&mu_);
-    if (fd_ >= 0 && !unsynced_.empty()) {
-      absl::Status status = SyncLocked();
-      if (!status.ok()) LOG(ERROR) << status;
-    }
+    pending = fd_ >= 0 && !unsynced_.empty();
+  }
+  if (pending) {
+    absl::Status status = Sync();
+    if (!status.ok()) LOG(ERROR) << status.message();
   }
   if (fd_ >= 0) ::close(fd_);
   if (lock_fd_ >= 0) ::close(lock_fd_);  // releases the flock
@@ -222,39 +224,56 @@ std::optional<CacheEntry> ResponseStore::Find(const std::string& key) const {
 }
 
 absl::Status ResponseStore::Record(const CacheEntry& entry) {
-  absl::MutexLock lock(&mu_);
-  if (entries_.contains(entry.key)) return absl::OkStatus();
-  RETURN_IF_ERROR(WriteAll(fd_, EntryLine(entry), cache_path_));
-  entries_.emplace(entry.key, entry);
-  unsynced_.push_back(entry.key);
-  if (static_cast<int>(unsynced_.size()) >= options_.sync_every ||
-      absl::Now() - last_sync_ >= options_.sync_interval) {
-    return SyncLocked();
+  bool sync_now = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (entries_.contains(entry.key)) return absl::OkStatus();
+    RETURN_IF_ERROR(WriteAll(fd_, EntryLine(entry), cache_path_));
+    entries_.emplace(entry.key, entry);
+    unsynced_.push_back(entry.key);
+    sync_now = static_cast<int>(unsynced_.size()) >= options_.sync_every ||
+               absl::Now() - last_sync_ >= options_.sync_interval;
   }
-  return absl::OkStatus();
+  return sync_now ? Sync() : absl::OkStatus();
 }
 
 absl::Status ResponseStore::MaybeSync() {
-  absl::MutexLock lock(&mu_);
-  if (unsynced_.empty() || absl::Now() - last_sync_ < options_.sync_interval) {
-    return absl::OkStatus();
+  {
+    absl::MutexLock lock(&mu_);
+    if (unsynced_.empty() || absl::Now() - last_sync_ < options_.sync_interval) {
+      return absl::OkStatus();
+    }
   }
-  return SyncLocked();
+  return Sync();
 }
 
-absl::Status ResponseStore::Flush() {
-  absl::MutexLock lock(&mu_);
-  return SyncLocked();
-}
+absl::Status ResponseStore::Flush() { return Sync(); }
 
-absl::Status ResponseStore::SyncLocked() {
-  if (::fsync(fd_) != 0) return ErrnoError("fsync of", cache_path_);
-  for (const std::string& key : unsynced_) {
-    if (planned_.contains(key)) ++durable_planned_;
+absl::Status ResponseStore::Sync() {
+  // One sync at a time, so progress files are written in order; Record() goes on meanwhile.
+  absl::MutexLock sync_lock(&sync_mu_);
+  std::vector<std::string> batch;
+  {
+    absl::MutexLock lock(&mu_);
+    batch.swap(unsynced_);
+    last_sync_ = absl::Now();
   }
-  unsynced_.clear();
-  last_sync_ = absl::Now();
-  return WriteFileAtomically(progress_path_, absl::StrCat(durable_planned_, "\n"));
+  // Every key in `batch` was written before it was listed, so this fsync covers it.
+  if (::fsync(fd_) != 0) {
+    absl::Status error = ErrnoError("fsync of", cache_path_);
+    absl::MutexLock lock(&mu_);
+    unsynced_.insert(unsynced_.end(), batch.begin(), batch.end());
+    return error;
+  }
+  int64_t durable = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& key : batch) {
+      if (planned_.contains(key)) ++durable_planned_;
+    }
+    durable = durable_planned_;
+  }
+  return WriteFileAtomically(progress_path_, absl::StrCat(durable, "\n"));
 }
 
 int64_t ResponseStore::progress() const {

@@ -84,7 +84,7 @@ class ResponseStore {
 
  private:
   ResponseStore() = default;
-  absl::Status SyncLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Sync() ABSL_LOCKS_EXCLUDED(mu_, sync_mu_);
 
   std::string cache_path_;
   std::string progress_path_;
@@ -94,6 +94,7 @@ class ResponseStore {
   int64_t loaded_entries_ = 0;
   int64_t skipped_lines_ = 0;
 
+  absl::Mutex sync_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   mutable absl::Mutex mu_;
   absl::flat_hash_set<std::string> planned_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, CacheEntry> entries_ ABSL_GUARDED_BY(mu_);

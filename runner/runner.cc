@@ -426,7 +426,9 @@ RunOutcome Run::Finish() {
 
   RunDescription description;
   description.task = task_;
-  description.command = ShellJoin(options_.argv);
+  std::vector<std::string> argv;
+  for (const std::string& arg : options_.argv) argv.push_back(RedactUrls(arg));
+  description.command = ShellJoin(argv);
   description.output_dir = options_.results_dir;
   description.dataset_path = dataset_.path;
   description.format = dataset_.format;

@@ -379,7 +379,9 @@ TEST(RunnerComponentTest, NonJsonAnswerGivesAClearError) {
   std::thread thread([&] { html.listen_after_bind(); });
   while (!html.is_running()) absl::SleepFor(absl::Milliseconds(1));
   std::string url = absl::StrCat("http://127.0.0.1:", port, "/v1/completions");
-  RunOutcome outcome = RunRunner(Options(url, Dataset("arithmetic"), FreshDir("html")));
+  RunnerOptions options = Options(url, Dataset("arithmetic"), FreshDir("html"));
+  options.concurrency = 2;  // this test server keeps cpp-httplib's listen backlog of 5
+  RunOutcome outcome = RunRunner(options);
   html.stop();
   thread.join();
   EXPECT_EQ(outcome.exit_code, kExitEndpoint);

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -15,12 +17,10 @@
 #include "absl/strings/str_cat.h"
 #include "common/logging.h"
 #include "runner/dataset.h"
+#include "runner/run_config.h"
 #include "runner/runner.h"
-#include "yaml-cpp/yaml.h"
 
 namespace {
-
-using evalctl::runner::RunnerOptions;
 
 constexpr const char* kFooter = R"(Environment (flags win):
   EVALCTL_ENDPOINT_URL   full URL of the endpoint route, e.g. http://127.0.0.1:8000/v1/chat/completions
@@ -57,48 +57,6 @@ const char* SignalName(int sig) {
     case SIGUSR1: return "SIGUSR1";
     default: return "signal";
   }
-}
-
-// Values from EVALCTL_RUN_CONFIG's config.params for the options the command line left unset.
-bool ApplyRunConfig(const std::string& path, CLI::App& app, RunnerOptions& options,
-                    std::string& error) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    error = absl::StrCat("run config ", path, ": ", e.what());
-    return false;
-  }
-  YAML::Node params = root["config"] ? root["config"]["params"] : root["params"];
-  if (!params || !params.IsMap()) return true;
-  try {
-    auto unset = [&](const char* flag) { return app.count(flag) == 0; };
-    if (params["limit_samples"] && !params["limit_samples"].IsNull() && unset("--limit")) {
-      options.limit = params["limit_samples"].as<int64_t>();
-    }
-    if (params["max_new_tokens"] && unset("--max-tokens")) {
-      options.generation.max_tokens = params["max_new_tokens"].as<int>();
-    }
-    if (params["temperature"] && unset("--temperature")) {
-      options.generation.temperature = params["temperature"].as<double>();
-    }
-    if (params["top_p"] && !params["top_p"].IsNull() && unset("--top-p")) {
-      options.generation.top_p = params["top_p"].as<double>();
-    }
-    if (params["parallelism"] && unset("--concurrency")) {
-      options.concurrency = params["parallelism"].as<int>();
-    }
-    if (params["request_timeout"] && unset("--request-timeout-s")) {
-      options.request_timeout = absl::Seconds(params["request_timeout"].as<double>());
-    }
-    if (params["max_retries"] && unset("--max-retries")) {
-      options.max_retries = params["max_retries"].as<int>();
-    }
-  } catch (const YAML::Exception& e) {
-    error = absl::StrCat("run config ", path, ": config.params: ", e.what());
-    return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -229,9 +187,17 @@ int main(int argc, char** argv) {
     options.endpoint_type = *parsed;
   }
   if (!run_config.empty()) {
-    std::string error;
-    if (!ApplyRunConfig(run_config, app, options, error)) {
-      LOG(ERROR) << error;
+    std::ifstream in(run_config);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in) {
+      LOG(ERROR) << "run config " << run_config << " (EVALCTL_RUN_CONFIG / --run-config): cannot read";
+      return kExitUsage;
+    }
+    absl::Status status = ApplyRunConfig(
+        text.str(), [&](const std::string& flag) { return app.count(flag) > 0; }, options);
+    if (!status.ok()) {
+      LOG(ERROR) << run_config << ": " << status.message();
       return kExitUsage;
     }
   }
@@ -246,7 +212,7 @@ int main(int argc, char** argv) {
   std::atomic<bool> done{false};
   std::thread signal_thread([&] {
     while (!done.load()) {
-      timespec wait = {0, 200'000'000};
+      timespec wait = {0, 50'000'000};
       int sig = ::sigtimedwait(&signals, nullptr, &wait);
       if (sig <= 0) continue;
       if (stop.request_count() == 0) {

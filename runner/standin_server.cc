@@ -1,10 +1,15 @@
 #include "runner/standin_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -81,6 +86,32 @@ bool Truncate(std::string& text, int64_t max_tokens) {
     in_word = !space;
   }
   return false;
+}
+
+// cpp-httplib 0.11 listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG is compiled into
+// Debian's shared library), so a burst of concurrent connects loses SYNs and waits for a 1 s
+// retransmit. Listening again on the socket it created raises the backlog (Linux allows that).
+void RaiseListenBacklog(int port) {
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+    int fd = -1;
+    if (!absl::SimpleAtoi(entry.path().filename().string(), &fd)) continue;
+    int listening = 0;
+    socklen_t length = sizeof(listening);
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) != 0 || !listening) {
+      continue;
+    }
+    sockaddr_storage address{};
+    length = sizeof(address);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) continue;
+    int bound_port = -1;
+    if (address.ss_family == AF_INET) {
+      bound_port = ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+    } else if (address.ss_family == AF_INET6) {
+      bound_port = ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+    }
+    if (bound_port == port) ::listen(fd, SOMAXCONN);
+  }
 }
 
 }  // namespace
@@ -160,6 +191,7 @@ absl::StatusOr<int> StandinServer::Bind() {
                                                                   : absl::StrCat(options_.port)));
   }
   port_ = port;
+  RaiseListenBacklog(port);
   ready_at_ = absl::Now() + options_.startup_delay;
   return port;
 }

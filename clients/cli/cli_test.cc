@@ -554,6 +554,13 @@ TEST_F(CliTest, RunWaitRedrawsInPlaceOnATerminal) {
   EXPECT_EQ(service().submissions().at(0).request_id(), "r1");
 }
 
+TEST_F(CliTest, RunWithoutAnAgentShowsTheControllersExplanation) {
+  EXPECT_EQ(App({"run", "--config", config_path_}), kExitError);
+  EXPECT_EQ(err_.str(),
+            "evalctl: no agent serves cluster \"login.eos.example.com\"; connected clusters: "
+            "(none)\n");
+}
+
 // --- errors and help
 
 TEST_F(CliTest, UnreachableControllerIsOneClearLineWithinTheDeadline) {

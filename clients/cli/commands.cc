@@ -20,7 +20,7 @@ constexpr int kMaxPageSize = 1000;
 // A `.` in an id means a task, as in NeMo Evaluator Launcher.
 bool IsTaskId(const std::string& id) { return id.find('.') != std::string::npos; }
 
-void PrintJson(const nlohmann::json& j, const Io& io) { io.out << j.dump(2) << "\n"; }
+void PrintJson(const nlohmann::json& j, const Io& io) { io.out << DumpJson(j, 2) << "\n"; }
 
 void PrintInvocationHeader(const v1::Invocation& inv, const Io& io) {
   io.out << "Invocation " << inv.id() << "  cluster " << Cell(inv.cluster()) << "  created "

@@ -199,6 +199,10 @@ std::string CsvField(absl::string_view value) {
   return absl::StrCat("\"", absl::StrReplaceAll(value, {{"\"", "\"\""}}), "\"");
 }
 
+std::string DumpJson(const nlohmann::json& j, int indent) {
+  return j.dump(indent, ' ', /*ensure_ascii=*/false, nlohmann::json::error_handler_t::replace);
+}
+
 nlohmann::json ToJson(const v1::Attempt& a) {
   nlohmann::json j = {
       {"number", a.number()},

@@ -85,6 +85,9 @@ void AddTaskRow(Table& table, const v1::Task& task);
 // One field of RFC 4180 CSV, quoted when it needs to be.
 std::string CsvField(absl::string_view value);
 
+// j.dump(indent), with invalid UTF-8 (from a log line or a task name) replaced instead of thrown.
+std::string DumpJson(const nlohmann::json& j, int indent = -1);
+
 nlohmann::json ToJson(const v1::Attempt& attempt);
 nlohmann::json ToJson(const v1::Progress& progress);
 nlohmann::json ToJson(const v1::Score& score);

@@ -80,6 +80,12 @@ TEST(FormatTest, CsvField) {
   EXPECT_EQ(CsvField("two\nlines"), "\"two\nlines\"");
 }
 
+TEST(FormatTest, JsonOfInvalidUtf8DoesNotThrow) {
+  v1::Task t;
+  t.set_name("bad \xff name");
+  EXPECT_EQ(nlohmann::json::parse(DumpJson(ToJson(t)))["name"], "bad \xef\xbf\xbd name");
+}
+
 TEST(FormatTest, CountsSummary) {
   v1::TaskCounts c;
   EXPECT_EQ(CountsSummary(c), "no tasks");

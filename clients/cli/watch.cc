@@ -287,7 +287,7 @@ absl::Status WatchCommand(client::Client& client, const WatchOptions& options, c
             if (options.json) {
               nlohmann::json j = ToJson(t);
               j["kind"] = "snapshot";
-              io.out << j.dump() << "\n";
+              io.out << DumpJson(j) << "\n";
             } else {
               io.out << SnapshotLine(t, io) << "\n";
             }
@@ -296,7 +296,7 @@ absl::Status WatchCommand(client::Client& client, const WatchOptions& options, c
           return absl::OkStatus();
         }
         if (options.json) {
-          io.out << ToJson(r).dump() << "\n";
+          io.out << DumpJson(ToJson(r)) << "\n";
         } else {
           io.out << EventLine(r, io) << "\n";
         }

@@ -1,0 +1,318 @@
+#include "agent/runtime/agent_runtime.h"
+
+#include <thread>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "agent/core/run_files.h"
+#include "common/logging.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace evalctl::agent {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+google::protobuf::Timestamp Ts(absl::Time t) {
+  return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
+}
+
+}  // namespace
+
+AgentRuntime::AgentRuntime(AgentOptions options, SlurmClient* slurm, Journal* journal, Clock* clock)
+    : options_(std::move(options)),
+      slurm_(slurm),
+      journal_(journal),
+      clock_(clock),
+      tasks_(options_.task_manager, slurm, journal, clock) {}
+
+AgentRuntime::~AgentRuntime() = default;
+
+absl::Status AgentRuntime::Run(const std::atomic<bool>* stop) {
+  if (absl::Status s = tasks_.Recover(); !s.ok()) return s;
+  std::thread core([this, stop] { CoreLoop(stop); });
+  std::thread sender([this, stop] { SenderLoop(stop); });
+  std::thread stream([this, stop] { StreamLoop(stop); });
+  while (!stop->load()) absl::SleepFor(absl::Milliseconds(100));
+  {
+    absl::MutexLock lock(&stream_mu_);
+    if (context_ != nullptr) context_->TryCancel();
+  }
+  WakeSender();
+  {
+    absl::MutexLock lock(&commands_mu_);  // wakes the core loop's wait
+  }
+  stream.join();
+  sender.join();
+  core.join();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------- core loop
+
+void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
+  absl::Duration interval = options_.min_interval;
+  absl::Time next_cycle = absl::Now();
+  while (!stop->load()) {
+    std::deque<v1::Command> batch;
+    {
+      absl::MutexLock lock(&commands_mu_);
+      absl::Duration wait = std::clamp(next_cycle - absl::Now(), absl::ZeroDuration(),
+                                       absl::Milliseconds(200));
+      commands_mu_.AwaitWithTimeout(
+          absl::Condition(
+              +[](std::deque<v1::Command>* q) { return !q->empty(); }, &commands_),
+          wait);
+      batch.swap(commands_);
+    }
+    // Consecutive submissions go to sbatch together, with bounded parallelism.
+    while (!batch.empty()) {
+      if (batch.front().has_submit_task()) {
+        std::vector<v1::SubmitTask> submits;
+        std::vector<uint64_t> ids;
+        while (!batch.empty() && batch.front().has_submit_task()) {
+          ids.push_back(batch.front().command_id());
+          submits.push_back(std::move(*batch.front().mutable_submit_task()));
+          batch.pop_front();
+        }
+        std::vector<absl::Status> results = tasks_.AcceptBatch(submits);
+        for (size_t i = 0; i < ids.size(); ++i) Reply(ids[i], results[i]);
+        next_cycle = absl::Now() + options_.min_interval;
+        interval = options_.min_interval;
+        WakeSender();
+        continue;
+      }
+      Execute(batch.front());
+      batch.pop_front();
+      next_cycle = std::min(next_cycle, absl::Now() + options_.min_interval);
+      WakeSender();
+    }
+    if (absl::Now() < next_cycle) continue;
+    CycleStats stats = tasks_.RunCycle();
+    tracked_jobs_ = stats.tracked_jobs;
+    if (stats.slurm_reachable != slurm_reachable_) {
+      slurm_reachable_ = stats.slurm_reachable;
+      v1::AgentEvent health;
+      v1::ClusterHealth* h = health.mutable_cluster_health();
+      h->set_slurm_reachable(stats.slurm_reachable);
+      h->set_message(stats.slurm_error);
+      h->set_tracked_jobs(stats.tracked_jobs);
+      *h->mutable_time() = Ts(clock_->Now());
+      (void)journal_->Commit({}, {health});
+      if (stats.slurm_reachable) {
+        LOG(INFO) << "Slurm answers again";
+      } else {
+        LOG(WARNING) << "Slurm does not answer: " << stats.slurm_error
+                     << " (tasks keep their state; retrying)";
+      }
+    }
+    interval = stats.changes > 0 ? options_.min_interval
+                                 : std::min(interval * 2, options_.max_interval);
+    if (stats.tracked_jobs == 0) interval = options_.max_interval;
+    next_cycle = absl::Now() + interval;
+    WakeSender();
+  }
+}
+
+void AgentRuntime::Execute(const v1::Command& command) {
+  const uint64_t id = command.command_id();
+  switch (command.body_case()) {
+    case v1::Command::kCancelTask: {
+      auto t = tasks_.Cancel(command.cancel_task().task_id());
+      v1::CommandResult r;
+      if (t.ok()) {
+        r.mutable_task()->set_task_id(t->id());
+        r.mutable_task()->set_state(t->state());
+      }
+      Reply(id, t.status(), r);
+      return;
+    }
+    case v1::Command::kResumeTask: {
+      const v1::ResumeTask& rt = command.resume_task();
+      auto t = tasks_.Resume(rt.task_id(), rt.has_resume_policy() ? &rt.resume_policy() : nullptr);
+      v1::CommandResult r;
+      if (t.ok()) {
+        r.mutable_task()->set_task_id(t->id());
+        r.mutable_task()->set_state(t->state());
+      }
+      Reply(id, t.status(), r);
+      return;
+    }
+    case v1::Command::kReadLog: {
+      const v1::ReadLog req = command.read_log();
+      auto target = tasks_.LogTarget(req.task_id(), req.attempt());
+      if (!target.ok()) return Reply(id, target.status());
+      const std::string path = LogPath(target->first, req.kind(), target->second);
+      log_pool_.Schedule([this, id, req, path] {
+        const absl::Time deadline = absl::Now() + absl::Milliseconds(std::clamp(req.wait_ms(), 0, 30000));
+        while (true) {
+          auto chunk = ReadLogChunk(path, req.offset(), req.max_bytes());
+          if (!chunk.ok() || !chunk->data().empty() || absl::Now() >= deadline) {
+            v1::CommandResult r;
+            if (chunk.ok()) *r.mutable_log_chunk() = *chunk;
+            return Reply(id, chunk.status(), r);
+          }
+          absl::SleepFor(absl::Milliseconds(200));
+        }
+      });
+      return;
+    }
+    default:
+      Reply(id, absl::InvalidArgumentError("unknown command"));
+  }
+}
+
+void AgentRuntime::Reply(uint64_t command_id, const absl::Status& status,
+                         v1::CommandResult result) {
+  result.set_command_id(command_id);
+  result.set_code(static_cast<int>(status.code()));
+  result.set_message(std::string(status.message()));
+  v1::AgentMessage msg;
+  *msg.mutable_command_result() = std::move(result);
+  Write(msg);
+}
+
+// ---------------------------------------------------------------- stream
+
+bool AgentRuntime::Write(const v1::AgentMessage& message) {
+  // Only write_mu_: a Write blocked by flow control must not keep Run from cancelling the stream.
+  absl::MutexLock write(&write_mu_);
+  if (stream_ == nullptr) return false;
+  return stream_->Write(message);
+}
+
+void AgentRuntime::WakeSender() {
+  absl::MutexLock lock(&sender_mu_);
+  wake_ = true;
+}
+
+void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  auto creds = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
+  auto channel = grpc::CreateCustomChannel(options_.controller, creds, args);
+  auto stub = v1::AgentService::NewStub(channel);
+  absl::BitGen gen;
+  absl::Duration backoff = options_.min_backoff;
+
+  while (!stop->load()) {
+    grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>* stream = nullptr;
+    {
+      absl::MutexLock write(&write_mu_);
+      absl::MutexLock lock(&stream_mu_);
+      context_ = std::make_unique<grpc::ClientContext>();
+      context_->set_wait_for_ready(false);
+      stream_ = stub->Connect(context_.get());
+      stream = stream_.get();
+    }
+    v1::AgentMessage reg;
+    v1::Register* r = reg.mutable_register_();
+    r->set_agent_id(journal_->agent_id());
+    r->set_cluster(options_.cluster);
+    for (const auto& a : options_.aliases) r->add_aliases(a);
+    r->set_unix_user(options_.unix_user);
+    r->set_version(options_.version);
+    for (const auto& c : options_.capabilities) r->add_capabilities(c);
+    r->set_last_sequence(journal_->last_sequence());
+    bool ok = Write(reg);
+    v1::ControllerMessage msg;
+    ok = ok && stream->Read(&msg) && msg.has_registered();
+    if (ok) {
+      const v1::Registered& reply = msg.registered();
+      uint64_t applied = std::min(reply.last_applied_sequence(), journal_->last_sequence());
+      (void)journal_->Ack(applied);
+      LOG(INFO) << "connected to " << options_.controller << " as agent " << journal_->agent_id()
+                << "; controller has events up to " << reply.last_applied_sequence() << ", "
+                << journal_->outbox_depth() << " to send";
+      {
+        absl::MutexLock lock(&sender_mu_);
+        connected_ = true;
+        sent_up_to_ = std::max(applied, journal_->acked_sequence());
+        if (reply.heartbeat_interval_seconds() > 0) heartbeat_seconds_ = reply.heartbeat_interval_seconds();
+        wake_ = true;
+      }
+      backoff = options_.min_backoff;
+      while (stream->Read(&msg)) {
+        if (msg.has_events_ack()) {
+          if (absl::Status s = journal_->Ack(msg.events_ack().sequence()); !s.ok()) {
+            LOG(WARNING) << "acknowledgement: " << s;
+          }
+        } else if (msg.has_command()) {
+          absl::MutexLock lock(&commands_mu_);
+          commands_.push_back(msg.command());
+        }
+      }
+    }
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&sender_mu_);
+      connected_ = false;
+    }
+    {
+      absl::MutexLock write(&write_mu_);
+      absl::MutexLock lock(&stream_mu_);
+      if (context_ != nullptr) context_->TryCancel();
+      status = stream_->Finish();
+      stream_.reset();
+    }
+    if (stop->load()) break;
+    // Jittered exponential backoff: [backoff/2, backoff].
+    absl::Duration wait = backoff * absl::Uniform(gen, 0.5, 1.0);
+    LOG(WARNING) << "stream to " << options_.controller << " ended ("
+                 << (status.ok() ? "closed" : status.error_message()) << "); reconnecting in "
+                 << absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(100)))
+                 << "; tracking and resuming go on meanwhile";
+    for (absl::Time until = absl::Now() + wait; absl::Now() < until && !stop->load();) {
+      absl::SleepFor(absl::Milliseconds(100));
+    }
+    backoff = std::min(backoff * 2, options_.max_backoff);
+  }
+}
+
+// ---------------------------------------------------------------- sender
+
+void AgentRuntime::SenderLoop(const std::atomic<bool>* stop) {
+  absl::Time last_sent = absl::Now();
+  while (!stop->load()) {
+    uint64_t after;
+    int heartbeat;
+    {
+      absl::MutexLock lock(&sender_mu_);
+      sender_mu_.AwaitWithTimeout(absl::Condition(&wake_), absl::Milliseconds(500));
+      wake_ = false;
+      if (!connected_) continue;
+      after = sent_up_to_;
+      heartbeat = heartbeat_seconds_;
+    }
+    auto pending = journal_->Pending(after, options_.events_per_message);
+    if (!pending.ok()) {
+      LOG(ERROR) << "reading the outbox: " << pending.status();
+      continue;
+    }
+    if (!pending->empty()) {
+      v1::AgentMessage msg;
+      for (v1::AgentEvent& e : *pending) *msg.mutable_events()->add_events() = std::move(e);
+      uint64_t last = msg.events().events(msg.events().events_size() - 1).sequence();
+      if (Write(msg)) {
+        absl::MutexLock lock(&sender_mu_);
+        if (connected_ && sent_up_to_ == after) sent_up_to_ = last;
+        wake_ = true;  // there may be more
+        last_sent = absl::Now();
+      }
+      continue;
+    }
+    if (absl::Now() - last_sent >= absl::Seconds(heartbeat)) {
+      v1::AgentMessage msg;
+      v1::Heartbeat* h = msg.mutable_heartbeat();
+      *h->mutable_time() = Ts(clock_->Now());
+      h->set_tracked_jobs(tracked_jobs_.load());
+      h->set_outbox_depth(static_cast<int>(journal_->outbox_depth()));
+      if (Write(msg)) last_sent = absl::Now();
+    }
+  }
+}
+
+}  // namespace evalctl::agent

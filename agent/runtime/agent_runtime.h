@@ -1,0 +1,97 @@
+// AgentRuntime: the evalctl-agent process around its core. Three threads:
+//   - the core loop owns the TaskManager: it executes the controller's commands in order and runs
+//     tracking cycles on an adaptive interval (fast after a change, backing off to max_interval);
+//   - the stream dials out to the controller, registers, and reads commands and acknowledgements;
+//     it reconnects with jittered exponential backoff (1 s → 60 s) and never stops the core;
+//   - the sender replays the journal's outbox from what the controller last applied, then sends
+//     new events as they are committed, and heartbeats when idle.
+// Log reads (which may wait for a file to grow) run on a small pool of their own.
+//
+//   AgentRuntime runtime(options, &slurm, journal.get(), &clock);
+//   runtime.Run(&stop_flag);   // until stop_flag is set
+//
+// Thread-safe for Run/Stop; everything else is internal.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/core/journal.h"
+#include "agent/core/task_manager.h"
+#include "agent/slurm/slurm_client.h"
+#include "common/clock.h"
+#include "common/thread_pool.h"
+#include "evalctl/v1/agent_service.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+
+namespace evalctl::agent {
+
+struct AgentOptions {
+  std::string controller = "127.0.0.1:50051";
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::string cluster;
+  std::vector<std::string> aliases;
+  std::string unix_user;
+  std::string version = "0.1.0";
+  std::vector<std::string> capabilities = {"runtime:none", "runtime:pyxis"};
+  absl::Duration min_interval = absl::Seconds(1);
+  absl::Duration max_interval = absl::Seconds(30);
+  absl::Duration min_backoff = absl::Seconds(1);
+  absl::Duration max_backoff = absl::Seconds(60);
+  int events_per_message = 500;
+  TaskManagerOptions task_manager;
+};
+
+class AgentRuntime {
+ public:
+  AgentRuntime(AgentOptions options, SlurmClient* slurm, Journal* journal, Clock* clock);
+  ~AgentRuntime();
+
+  // Recovers the journal, then serves until `stop` becomes true.
+  absl::Status Run(const std::atomic<bool>* stop);
+
+ private:
+  void CoreLoop(const std::atomic<bool>* stop);
+  void StreamLoop(const std::atomic<bool>* stop);
+  void SenderLoop(const std::atomic<bool>* stop);
+  void Execute(const v1::Command& command);
+  // Writes one message on the current stream; false when there is none or it broke.
+  bool Write(const v1::AgentMessage& message);
+  void Reply(uint64_t command_id, const absl::Status& status, v1::CommandResult result = {});
+  void WakeSender();
+
+  AgentOptions options_;
+  SlurmClient* slurm_;
+  Journal* journal_;
+  Clock* clock_;
+  TaskManager tasks_;
+  ThreadPool log_pool_{4, "agent-logs"};
+
+  // Commands from the controller, executed by the core loop in order.
+  absl::Mutex commands_mu_;
+  std::deque<v1::Command> commands_ ABSL_GUARDED_BY(commands_mu_);
+
+  // The current stream: writers hold write_mu_; its context (to cancel it) is under stream_mu_.
+  absl::Mutex write_mu_;
+  absl::Mutex stream_mu_ ABSL_ACQUIRED_AFTER(write_mu_);
+  std::unique_ptr<grpc::ClientContext> context_ ABSL_GUARDED_BY(stream_mu_);
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>> stream_
+      ABSL_GUARDED_BY(write_mu_);
+
+  // Sender state.
+  absl::Mutex sender_mu_;
+  bool connected_ ABSL_GUARDED_BY(sender_mu_) = false;
+  uint64_t sent_up_to_ ABSL_GUARDED_BY(sender_mu_) = 0;
+  bool wake_ ABSL_GUARDED_BY(sender_mu_) = false;
+  int heartbeat_seconds_ ABSL_GUARDED_BY(sender_mu_) = 15;
+
+  std::atomic<int> tracked_jobs_{0};
+  bool slurm_reachable_ = true;
+};
+
+}  // namespace evalctl::agent

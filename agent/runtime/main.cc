@@ -1,0 +1,108 @@
+// evalctl-agent: one per cluster headnode (per Unix user). Composition root: flags → Slurm client,
+// journal → runtime.
+#include <pwd.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <iostream>
+
+#include "CLI/CLI.hpp"
+#include "agent/core/journal.h"
+#include "agent/runtime/agent_runtime.h"
+#include "agent/slurm/slurm_cli_client.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/subprocess.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+std::string CurrentUser() {
+  const passwd* pw = ::getpwuid(::getuid());
+  return pw != nullptr && pw->pw_name != nullptr ? pw->pw_name : std::to_string(::getuid());
+}
+
+std::string ShortHostname() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof(buf) - 1);
+  std::string h = buf;
+  return h.substr(0, h.find('.'));
+}
+
+// Slurm's ClusterName, so that configs can name the cluster as Slurm does.
+std::string SlurmClusterName() {
+  auto r = evalctl::RunSubprocess({.argv = {"scontrol", "show", "config"},
+                                   .timeout = absl::Seconds(15)});
+  if (!r.ok() || !r->ok()) return "";
+  size_t pos = r->stdout_data.find("ClusterName");
+  if (pos == std::string::npos) return "";
+  size_t eq = r->stdout_data.find('=', pos);
+  size_t end = r->stdout_data.find('\n', eq);
+  std::string v = r->stdout_data.substr(eq + 1, end - eq - 1);
+  v.erase(0, v.find_first_not_of(' '));
+  v.erase(v.find_last_not_of(" \r") + 1);
+  return v;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"evalctl-agent: runs evalctl's Slurm jobs on this cluster's headnode"};
+  evalctl::agent::AgentOptions options;
+  std::string state_dir;
+  bool insecure = false;
+  int slurm_timeout_s = 30;
+  double min_interval_s = 1, max_interval_s = 30;
+  app.add_option("--controller", options.controller, "host:port of evalctl-controller")
+      ->capture_default_str();
+  app.add_option("--state-dir", state_dir,
+                 "Directory of the journal and secret store (created with mode 0700)")
+      ->required();
+  app.add_option("--cluster", options.cluster,
+                 "Cluster name (default: Slurm's ClusterName, else the host name)");
+  app.add_option("--alias", options.aliases,
+                 "A host name configs may use as execution.hostname for this cluster (repeatable)");
+  app.add_flag("--insecure", insecure, "Connect without TLS (a controller on loopback)");
+  app.add_option("--slurm-timeout", slurm_timeout_s, "Seconds before a Slurm command is killed")
+      ->capture_default_str();
+  app.add_option("--min-interval", min_interval_s, "Seconds between tracking cycles after a change")
+      ->capture_default_str();
+  app.add_option("--max-interval", max_interval_s, "Longest tracking interval when nothing moves")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  if (!insecure) {
+    std::cerr << "evalctl-agent: TLS is not configured; pass --insecure to connect without TLS\n";
+    return 2;
+  }
+  options.unix_user = CurrentUser();
+  if (options.cluster.empty()) options.cluster = SlurmClusterName();
+  if (options.cluster.empty()) options.cluster = ShortHostname();
+  options.aliases.push_back(ShortHostname());
+  options.min_interval = absl::Seconds(min_interval_s);
+  options.max_interval = absl::Seconds(max_interval_s);
+
+  auto journal = evalctl::agent::Journal::Open(state_dir);
+  if (!journal.ok()) {
+    std::cerr << "evalctl-agent: " << journal.status().message() << "\n";
+    return 1;
+  }
+  evalctl::agent::SlurmCliOptions slurm_options;
+  slurm_options.timeout = absl::Seconds(slurm_timeout_s);
+  evalctl::agent::SlurmCliClient slurm(slurm_options);
+  evalctl::RealClock clock;
+  evalctl::agent::AgentRuntime runtime(options, &slurm, journal->get(), &clock);
+  signal(SIGTERM, [](int) { g_stop = true; });
+  signal(SIGINT, [](int) { g_stop = true; });
+  signal(SIGPIPE, SIG_IGN);
+  LOG(INFO) << "evalctl-agent for cluster " << options.cluster << " as " << options.unix_user
+            << ", controller " << options.controller << ", state in " << state_dir;
+  absl::Status s = runtime.Run(&g_stop);
+  if (!s.ok()) {
+    std::cerr << "evalctl-agent: " << s.message() << "\n";
+    return 1;
+  }
+  return 0;
+}
