@@ -83,7 +83,8 @@ class Run {
     return outcome;
   }
   void Worker(int index);
-  // Sends one request with retries. Returns true when it was answered and recorded.
+  // Sends one request with retries. Returns true when it was answered and recorded; false when
+  // the run is stopping (requested, or this request failed for good and stopped it).
   bool Send(EndpointClient& client, const PlannedRequest& request, absl::BitGen& rng);
   void SetFatal(Fatal fatal);
   void WriteMetrics(const std::string& status, int exit_code);
@@ -113,13 +114,16 @@ class Run {
 };
 
 void Run::SetFatal(Fatal fatal) {
+  bool first = false;
   {
     absl::MutexLock lock(&mu_);
-    if (fatal_.has_value()) return;
-    fatal_ = fatal;
+    if (!fatal_.has_value()) {
+      fatal_ = fatal;
+      first = true;
+    }
   }
-  LOG(ERROR) << fatal.message;
   stop_.Request("a request failed for good");
+  if (first) LOG(ERROR) << fatal.message;
 }
 
 bool Run::Send(EndpointClient& client, const PlannedRequest& request, absl::BitGen& rng) {
@@ -204,9 +208,8 @@ void Run::Worker(int index) {
   while (!stop_.requested()) {
     size_t i = next_.fetch_add(1);
     if (i >= pending_.size()) break;
-    if (!Send(client, pending_[i], rng)) {
-      if (stop_.requested()) break;
-    }
+    // Send() fails only when the run stops (a signal, or a failure it reported).
+    if (!Send(client, pending_[i], rng)) break;
   }
   active_.fetch_sub(1);
   stop_.Poke();

@@ -61,9 +61,9 @@ std::string CommandPath(const CLI::App& app) {
 
 absl::StatusOr<std::unique_ptr<client::Client>> Connect(const GlobalFlags& flags) {
   client::ClientOptions options;
-  ASSIGN_OR_RETURN(options.target, ResolveController(flags.controller,
-                                                     std::getenv("EVALCTL_CONTROLLER"),
-                                                     UserConfigPath()));
+  ASSIGN_OR_RETURN(
+      options.target,
+      ResolveController(flags.controller, std::getenv("EVALCTL_CONTROLLER"), UserConfigPath()));
   ASSIGN_OR_RETURN(options.timeout, ParseTimeout(flags.timeout));
   options.token = flags.token;
   if (options.token.empty()) {
@@ -96,7 +96,8 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     app.fallthrough();
     app.set_version_flag("--version", "evalctl 0.1.0");
     app.footer(
-        "IDs: an invocation id is 16 hex characters, a task id is <invocation>.<index>; any unique\n"
+        "IDs: an invocation id is 16 hex characters, a task id is <invocation>.<index>; any "
+        "unique\n"
         "prefix works (3f2a, 3f2a9c01d4e5b677.1).\n"
         "Exit codes: 0 ok, 1 error, 2 bad usage or configuration, 3 a waited-for task did not "
         "succeed.\n\n"
@@ -109,8 +110,9 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     app.add_option("--token", flags.token,
                    "Bearer token (default: $EVALCTL_TOKEN, which is safer: arguments are visible "
                    "to other users)");
-    app.add_option("--ca-cert", flags.ca_cert, "PEM file of the CA that signs the controller's "
-                                               "certificate (enables TLS)");
+    app.add_option("--ca-cert", flags.ca_cert,
+                   "PEM file of the CA that signs the controller's "
+                   "certificate (enables TLS)");
     app.add_option("--client-cert", flags.client_cert, "PEM client certificate, for mutual TLS");
     app.add_option("--client-key", flags.client_key, "PEM key of --client-cert");
     app.add_option("--timeout", flags.timeout, "Deadline of each call, e.g. 10s, 1m")
@@ -129,8 +131,9 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
                     "Override a key: key=value, +key=value (add), ++key=value (add or replace), "
                     "~key (delete); evaluation.tasks.<name>.<key>=value targets tasks by name");
     run->add_option("-t,--task", config_file.task_filter, "Run only this task (repeatable)");
-    CLI::Option* dry_flag = run->add_flag(
-        "--dry-run", dry_run, "Print the resolved configuration and every job script; submit nothing");
+    CLI::Option* dry_flag =
+        run->add_flag("--dry-run", dry_run,
+                      "Print the resolved configuration and every job script; submit nothing");
     run->add_option("--render-dir", dry.render_dir,
                     "With --dry-run: write config.yaml and <task>/run.sub into this directory");
     run->add_option("--config-dir", config_file.group_dirs,
@@ -153,7 +156,8 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     status->add_flag("--json", status_options.json, "Print JSON");
 
     // --- ls runs / ls tasks
-    CLI::App* ls = Command(app, "ls", "List invocations or the task catalog", "evalctl ls runs --since 1d");
+    CLI::App* ls =
+        Command(app, "ls", "List invocations or the task catalog", "evalctl ls runs --since 1d");
     ls->require_subcommand(1);
     CLI::App* ls_runs = Command(*ls, "runs", "List your invocations, newest first",
                                 "evalctl ls runs --limit 10 --since 6h");
@@ -166,8 +170,8 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
                         "Only invocations created since: an age (30m, 6h, 1d, 2w) or an ISO date "
                         "or time (2026-11-26, 2026-11-26T13:04:05Z)");
     ls_runs->add_flag("--json", runs_options.json, "Print JSON");
-    CLI::App* ls_tasks = Command(*ls, "tasks", "List the benchmark tasks evalctl knows",
-                                 "evalctl ls tasks");
+    CLI::App* ls_tasks =
+        Command(*ls, "tasks", "List the benchmark tasks evalctl knows", "evalctl ls tasks");
     LsTasksOptions tasks_options;
     ls_tasks->add_flag("--json", tasks_options.json, "Print JSON");
 
@@ -228,7 +232,8 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     results->add_flag("--csv", results_csv, "Print CSV")->excludes(json_flag);
 
     // --- cluster ls
-    CLI::App* cluster = Command(app, "cluster", "Clusters served by an agent", "evalctl cluster ls");
+    CLI::App* cluster =
+        Command(app, "cluster", "Clusters served by an agent", "evalctl cluster ls");
     cluster->require_subcommand(1);
     CLI::App* cluster_ls = Command(*cluster, "ls", "List clusters with an agent, and their health",
                                    "evalctl cluster ls --json");
@@ -242,8 +247,8 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
       if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
         return app.exit(e, io.out, io.err);
       }
-      return Report({absl::InvalidArgumentError(absl::StrCat(
-                         e.what(), " (see `", CommandPath(app), " --help`)")),
+      return Report({absl::InvalidArgumentError(
+                         absl::StrCat(e.what(), " (see `", CommandPath(app), " --help`)")),
                      kExitUsage},
                     io);
     }

@@ -154,12 +154,12 @@ class CliTest : public ::testing::Test {
   void PrepareSubmission(bool fail_one) {
     const std::string id = "aaaabbbbccccdddd";
     service().SetNextSubmission(
-        MakeInvocation(id, kCreatedA, {MakeTask(id, 0, "hellaswag", v1::TASK_STATE_PENDING),
-                                       MakeTask(id, 1, "gsm8k", v1::TASK_STATE_PENDING)}),
+        MakeInvocation(id, kCreatedA,
+                       {MakeTask(id, 0, "hellaswag", v1::TASK_STATE_PENDING),
+                        MakeTask(id, 1, "gsm8k", v1::TASK_STATE_PENDING)}),
         {Event(id + ".0", v1::TaskEvent::KIND_SUBMITTED, v1::TASK_STATE_QUEUED, 1, "5001"),
          Event(id + ".1", v1::TaskEvent::KIND_SUBMITTED, v1::TASK_STATE_QUEUED, 1, "5002"),
-         Event(id + ".0", v1::TaskEvent::KIND_PROGRESS, v1::TASK_STATE_RUNNING, 1, "5001", 50,
-               100),
+         Event(id + ".0", v1::TaskEvent::KIND_PROGRESS, v1::TASK_STATE_RUNNING, 1, "5001", 50, 100),
          Event(id + ".0", v1::TaskEvent::KIND_FINISHED, v1::TASK_STATE_SUCCEEDED, 1, "5001", 100,
                100),
          Event(id + ".1", v1::TaskEvent::KIND_FINISHED,
@@ -253,7 +253,8 @@ TEST_F(CliTest, LsRunsListsNewestFirstWithLimitAndSince) {
   EXPECT_THAT(out_.str(), Not(HasSubstr(kInvB)));
 
   out_.str("");
-  ASSERT_TRUE(LsRunsCommand(*client_, {.since = kCreatedA - absl::Hours(1), .json = true}, io()).ok());
+  ASSERT_TRUE(
+      LsRunsCommand(*client_, {.since = kCreatedA - absl::Hours(1), .json = true}, io()).ok());
   nlohmann::json j = nlohmann::json::parse(out_.str());
   ASSERT_EQ(j.size(), 1u);
   EXPECT_EQ(j[0]["id"], kInvA);
@@ -265,9 +266,9 @@ TEST_F(CliTest, LsRunsListsNewestFirstWithLimitAndSince) {
 TEST_F(CliTest, LsRunsSinceThroughTheCommandLine) {
   EXPECT_EQ(App({"ls", "runs", "--since", "2027-01-15T00:00:00Z", "--limit", "7"}), kExitOk)
       << err_.str();
-  const v1::ListInvocationsRequest& r = service().list_requests().back();
-  EXPECT_EQ(r.since().seconds(), absl::ToUnixSeconds(absl::FromUnixSeconds(1'800'000'000) -
-                                                     absl::Hours(8)));
+  const v1::ListInvocationsRequest r = service().list_requests().back();
+  EXPECT_EQ(r.since().seconds(),
+            absl::ToUnixSeconds(absl::FromUnixSeconds(1'800'000'000) - absl::Hours(8)));
   EXPECT_EQ(r.page_size(), 7);
   EXPECT_EQ(App({"ls", "runs", "--since", "yesterday"}), kExitUsage);
   EXPECT_THAT(err_.str(), HasSubstr("evalctl: bad --since \"yesterday\""));
@@ -289,10 +290,10 @@ TEST_F(CliTest, LsTasksShowsTheCatalog) {
 
 TEST_F(CliTest, WatchPrintsOneLinePerEventUntilTheInvocationFinishes) {
   const std::string t0 = absl::StrCat(kInvA, ".0");
-  service().Publish(Event(t0, v1::TaskEvent::KIND_PROGRESS, v1::TASK_STATE_RUNNING, 1, "4242",
-                          500, 1000));
-  service().Publish(Event(t0, v1::TaskEvent::KIND_FINISHED, v1::TASK_STATE_SUCCEEDED, 1, "4242",
-                          1000, 1000));
+  service().Publish(
+      Event(t0, v1::TaskEvent::KIND_PROGRESS, v1::TASK_STATE_RUNNING, 1, "4242", 500, 1000));
+  service().Publish(
+      Event(t0, v1::TaskEvent::KIND_FINISHED, v1::TASK_STATE_SUCCEEDED, 1, "4242", 1000, 1000));
   ASSERT_TRUE(WatchCommand(*client_, {.id = "3f2a"}, io()).ok()) << err_.str();
   EXPECT_EQ(out_.str(),
             "2027-01-15 08:10:00  3f2a9c01d4e5b677.0  progress  running  progress 500/1000 50%  "
@@ -310,12 +311,12 @@ TEST_F(CliTest, WatchResumesAfterTheLastSequenceWhenTheStreamDrops) {
   }
   service().Publish(Event(t0, v1::TaskEvent::KIND_FINISHED, v1::TASK_STATE_SUCCEEDED, 1, "4242"));
   service().DropWatchStreams(1, 2);
-  ASSERT_TRUE(WatchCommand(*client_,
-                           {.id = kInvA,
-                            .json = true,
-                            .reconnect = {.initial_backoff = absl::Milliseconds(10)}},
-                           io())
-                  .ok())
+  ASSERT_TRUE(
+      WatchCommand(
+          *client_,
+          {.id = kInvA, .json = true, .reconnect = {.initial_backoff = absl::Milliseconds(10)}},
+          io())
+          .ok())
       << err_.str();
   std::vector<std::string> lines = absl::StrSplit(out_.str(), '\n', absl::SkipEmpty());
   ASSERT_EQ(lines.size(), 4u) << out_.str();
@@ -405,13 +406,17 @@ TEST_F(CliTest, InfoShowsDirectoriesAttemptsLogsAndConfig) {
   EXPECT_THAT(out, HasSubstr("Cluster     eos (login.eos.example.com as alice)\n"));
   EXPECT_THAT(out, HasSubstr("Run dir     /lustre/evals/20270115_080000-3f2a9c01d4e5b677\n"));
   EXPECT_THAT(out, HasSubstr("Task 3f2a9c01d4e5b677.2  gsm8k\n"));
-  EXPECT_THAT(out, HasSubstr("  Run dir        /lustre/evals/20270115_080000-3f2a9c01d4e5b677/gsm8k\n"));
+  EXPECT_THAT(out,
+              HasSubstr("  Run dir        /lustre/evals/20270115_080000-3f2a9c01d4e5b677/gsm8k\n"));
   EXPECT_THAT(out, ::testing::ContainsRegex("    1 +4244 +TIMEOUT"));
   EXPECT_THAT(out, ::testing::ContainsRegex("    2 +4250 +FAILED .* 1 +- +timeout"));
-  EXPECT_THAT(out, HasSubstr(
-      "      slurm   /lustre/evals/20270115_080000-3f2a9c01d4e5b677/gsm8k/logs/slurm-4250.log\n"));
-  EXPECT_THAT(out, HasSubstr(
-      "      eval    /lustre/evals/20270115_080000-3f2a9c01d4e5b677/gsm8k/logs/client-4244.log\n"));
+  EXPECT_THAT(
+      out, HasSubstr("      slurm   "
+                     "/lustre/evals/20270115_080000-3f2a9c01d4e5b677/gsm8k/logs/slurm-4250.log\n"));
+  EXPECT_THAT(
+      out,
+      HasSubstr("      eval    "
+                "/lustre/evals/20270115_080000-3f2a9c01d4e5b677/gsm8k/logs/client-4244.log\n"));
   EXPECT_THAT(out, HasSubstr("Resolved configuration (secrets redacted):\n  execution:\n"
                              "    hostname: login.eos.example.com\n"));
   EXPECT_THAT(out, Not(HasSubstr("hellaswag")));
@@ -431,17 +436,18 @@ TEST_F(CliTest, InfoJson) {
 
 TEST_F(CliTest, ResultsTable) {
   ASSERT_TRUE(ResultsCommand(*client_, {.id = "3f2a"}, io()).ok());
-  EXPECT_EQ(out_.str(),
-            "Task ID             Name           State      Benchmark      Metric    Score     Value "
-            "  Stderr\n"
-            "3f2a9c01d4e5b677.0  hellaswag      running    -              -         -         -   "
-            "    -\n"
-            "3f2a9c01d4e5b677.1  arc_challenge  succeeded  arc_challenge  acc       acc       "
-            "0.5123  0.0146\n"
-            "3f2a9c01d4e5b677.1  arc_challenge  succeeded  arc_challenge  acc_norm  acc_norm  "
-            "0.5487  0.0145\n"
-            "3f2a9c01d4e5b677.2  gsm8k          failed     -              -         -         -   "
-            "    -\n");
+  EXPECT_EQ(
+      out_.str(),
+      "Task ID             Name           State      Benchmark      Metric    Score     Value "
+      "  Stderr\n"
+      "3f2a9c01d4e5b677.0  hellaswag      running    -              -         -         -   "
+      "    -\n"
+      "3f2a9c01d4e5b677.1  arc_challenge  succeeded  arc_challenge  acc       acc       "
+      "0.5123  0.0146\n"
+      "3f2a9c01d4e5b677.1  arc_challenge  succeeded  arc_challenge  acc_norm  acc_norm  "
+      "0.5487  0.0145\n"
+      "3f2a9c01d4e5b677.2  gsm8k          failed     -              -         -         -   "
+      "    -\n");
   EXPECT_THAT(err_.str(), HasSubstr("2 task(s) have no results yet"));
 }
 
@@ -509,7 +515,8 @@ TEST_F(CliTest, RunWaitExitsNonZeroWhenATaskFailed) {
   const std::string out = out_.str();
   // Plain line updates, then the final table and the results.
   EXPECT_THAT(out, HasSubstr("aaaabbbbccccdddd.0  hellaswag  queued  attempt 1  job 5001\n"));
-  EXPECT_THAT(out, HasSubstr("aaaabbbbccccdddd.0  hellaswag  running  50/100 50%  attempt 1  job 5001\n"));
+  EXPECT_THAT(
+      out, HasSubstr("aaaabbbbccccdddd.0  hellaswag  running  50/100 50%  attempt 1  job 5001\n"));
   EXPECT_THAT(out, HasSubstr("Invocation aaaabbbbccccdddd finished: 1 succeeded, 1 failed\n"));
   EXPECT_THAT(out, ::testing::ContainsRegex("aaaabbbbccccdddd.1  gsm8k +failed"));
   EXPECT_THAT(out, HasSubstr("\nResults:\n"));
@@ -590,8 +597,7 @@ TEST_F(CliTest, TokenTravelsAsBearerMetadata) {
 }
 
 TEST_F(CliTest, GlobalFlagsAlsoWorkAfterTheCommand) {
-  EXPECT_EQ(RunApp({"evalctl", "status", "3f2a", "--controller", server_.address()}, io()),
-            kExitOk)
+  EXPECT_EQ(RunApp({"evalctl", "status", "3f2a", "--controller", server_.address()}, io()), kExitOk)
       << err_.str();
 }
 
@@ -604,8 +610,8 @@ TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
   EXPECT_EQ(err, "evalctl: A subcommand is required (see `evalctl --help`)\n");
   err_.str("");
   EXPECT_EQ(App({"run", "--config", (dir_ / "missing.yaml").string()}), kExitUsage);
-  EXPECT_EQ(err_.str(), absl::StrCat("evalctl: ", (dir_ / "missing.yaml").string(),
-                                     ": no such file\n"));
+  EXPECT_EQ(err_.str(),
+            absl::StrCat("evalctl: ", (dir_ / "missing.yaml").string(), ": no such file\n"));
   err_.str("");
   EXPECT_EQ(App({"--timeout", "soon", "status"}), kExitUsage);
   EXPECT_THAT(err_.str(), StartsWith("evalctl: bad duration \"soon\""));
@@ -616,9 +622,8 @@ TEST_F(CliTest, UsageErrorsAreOneLineAndExitTwo) {
 
 TEST_F(CliTest, EveryCommandHasHelpWithAnExample) {
   const std::vector<std::vector<std::string>> commands = {
-      {},         {"run"},     {"status"},  {"ls"},      {"ls", "runs"}, {"ls", "tasks"},
-      {"watch"},  {"logs"},    {"kill"},    {"resume"},  {"info"},       {"results"},
-      {"cluster"}, {"cluster", "ls"}};
+      {},       {"run"},  {"status"}, {"ls"},   {"ls", "runs"}, {"ls", "tasks"}, {"watch"},
+      {"logs"}, {"kill"}, {"resume"}, {"info"}, {"results"},    {"cluster"},     {"cluster", "ls"}};
   for (std::vector<std::string> args : commands) {
     args.insert(args.begin(), "evalctl");
     args.push_back("--help");
@@ -629,12 +634,13 @@ TEST_F(CliTest, EveryCommandHasHelpWithAnExample) {
 }
 
 TEST_F(CliTest, DryRunStillWorksWithoutAController) {
-  std::ofstream(config_path_) << "execution:\n  hostname: login.eos.example.com\n  account: a\n"
-                                 "  output_dir: /lustre/evals\n"
-                                 "deployment:\n  type: none\n"
-                                 "target:\n  api_endpoint:\n    url: http://m:8000/v1/chat/completions\n"
-                                 "    model_id: m\n"
-                                 "evaluation:\n  tasks:\n    - name: hellaswag\n";
+  std::ofstream(config_path_)
+      << "execution:\n  hostname: login.eos.example.com\n  account: a\n"
+         "  output_dir: /lustre/evals\n"
+         "deployment:\n  type: none\n"
+         "target:\n  api_endpoint:\n    url: http://m:8000/v1/chat/completions\n"
+         "    model_id: m\n"
+         "evaluation:\n  tasks:\n    - name: hellaswag\n";
   EXPECT_EQ(RunApp({"evalctl", "--controller", "127.0.0.1:1", "run", "--config", config_path_,
                     "--dry-run"},
                    io()),

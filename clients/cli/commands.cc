@@ -1,5 +1,7 @@
 // The read-and-act commands: status, ls, logs, kill, resume, info, results, cluster ls.
 // `watch` and `run` are in watch.cc.
+#include "clients/cli/commands.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -8,7 +10,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "clients/cli/commands.h"
 #include "clients/cli/format.h"
 #include "common/status_macros.h"
 
@@ -68,14 +69,14 @@ void PrintTaskInfo(const v1::Task& t, const Io& io) {
   fields.AddRow({"  Run dir", Cell(t.run_dir())});
   fields.AddRow({"  Elapsed", FormatSeconds(t.elapsed_seconds())});
   const v1::ResumePolicy& policy = t.resume_policy();
-  fields.AddRow({"  Resume budget",
-                 absl::StrCat("max walltime ",
-                              policy.max_walltime_seconds() > 0
-                                  ? FormatSeconds(policy.max_walltime_seconds())
-                                  : std::string("unlimited"),
-                              ", max attempts ",
-                              policy.max_attempts() > 0 ? absl::StrCat(policy.max_attempts())
-                                                        : std::string("unlimited"))});
+  fields.AddRow(
+      {"  Resume budget",
+       absl::StrCat("max walltime ",
+                    policy.max_walltime_seconds() > 0 ? FormatSeconds(policy.max_walltime_seconds())
+                                                      : std::string("unlimited"),
+                    ", max attempts ",
+                    policy.max_attempts() > 0 ? absl::StrCat(policy.max_attempts())
+                                              : std::string("unlimited"))});
   const std::string results_path = !t.results().results_path().empty()
                                        ? t.results().results_path()
                                        : absl::StrCat(t.run_dir(), "/artifacts/results.yml");
@@ -119,8 +120,8 @@ nlohmann::json TaskInfoJson(const v1::Task& t) {
     const v1::Attempt& a = t.attempts(static_cast<int>(i));
     if (a.slurm_job_id().empty()) continue;
     const LogPaths paths = LogPathsOf(t.run_dir(), a.slurm_job_id());
-    j["attempts"][i]["logs"] = {{"slurm", paths.slurm}, {"eval", paths.eval},
-                                {"server", paths.server}};
+    j["attempts"][i]["logs"] = {
+        {"slurm", paths.slurm}, {"eval", paths.eval}, {"server", paths.server}};
   }
   return j;
 }
@@ -388,12 +389,12 @@ absl::Status ResultsCommand(client::Client& client, const ResultsOptions& option
       io.out << "task_id,name,state,benchmark,metric,score,value,stderr\n";
       for (const v1::TaskScores& t : response.tasks()) {
         for (const v1::Score& s : t.results().scores()) {
-          io.out << absl::StrJoin({CsvField(t.task_id()), CsvField(t.name()),
-                                   CsvField(StateName(t.state())), CsvField(s.task()),
-                                   CsvField(s.metric()), CsvField(s.score()),
-                                   absl::StrFormat("%.10g", s.value()),
-                                   StatOrDash(s, "stderr", /*csv=*/true)},
-                                  ",")
+          io.out << absl::StrJoin(
+                        {CsvField(t.task_id()), CsvField(t.name()), CsvField(StateName(t.state())),
+                         CsvField(s.task()), CsvField(s.metric()), CsvField(s.score()),
+                         absl::StrFormat("%.10g", s.value()),
+                         StatOrDash(s, "stderr", /*csv=*/true)},
+                        ",")
                  << "\n";
         }
       }
@@ -436,8 +437,8 @@ absl::Status ClusterLsCommand(client::Client& client, const ClusterLsOptions& op
     io.out << "No cluster has an agent connected or recently seen.\n";
     return absl::OkStatus();
   }
-  Table table({"Cluster", "Agent", "Slurm", "Unix user", "Version", "Jobs", "Last seen",
-               "Aliases"});
+  Table table(
+      {"Cluster", "Agent", "Slurm", "Unix user", "Version", "Jobs", "Last seen", "Aliases"});
   for (const v1::Cluster& c : response.clusters()) {
     std::string slurm = c.slurm_reachable() ? "ok" : "unreachable";
     if (!c.slurm_message().empty()) absl::StrAppend(&slurm, " (", Cell(c.slurm_message()), ")");

@@ -28,8 +28,8 @@ absl::Status WriteFile(const std::filesystem::path& path, const std::string& con
   f << content;
   f.close();
   if (!f) {
-    return absl::InternalError(absl::StrCat("cannot write ", path.string(), ": ",
-                                            std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat("cannot write ", path.string(), ": ", std::strerror(errno)));
   }
   std::filesystem::permissions(path, perms, ec);
   return absl::OkStatus();
@@ -47,8 +47,7 @@ std::string EnvListing(const std::vector<config::JobEnv>& env) {
 
 absl::Status DryRun(const DryRunOptions& options, std::ostream& out) {
   ASSIGN_OR_RETURN(config::InvocationSpec spec, config::LoadInvocation(options.request));
-  const std::string id =
-      options.invocation_id.empty() ? NewInvocationId() : options.invocation_id;
+  const std::string id = options.invocation_id.empty() ? NewInvocationId() : options.invocation_id;
   const std::string timestamp =
       options.timestamp.empty()
           ? absl::FormatTime("%Y%m%d_%H%M%S", absl::Now(), absl::LocalTimeZone())
@@ -64,15 +63,14 @@ absl::Status DryRun(const DryRunOptions& options, std::ostream& out) {
     jobs.emplace_back("shared", std::move(job));
   } else {
     for (const config::TaskSpec& task : spec.tasks) {
-      ASSIGN_OR_RETURN(config::RenderedTaskJob job,
-                       config::RenderTaskJob(spec, task, id, run_dir));
+      ASSIGN_OR_RETURN(config::RenderedTaskJob job, config::RenderTaskJob(spec, task, id, run_dir));
       jobs.emplace_back(task.dir_name, std::move(job));
     }
   }
 
-  out << "# Invocation " << id << ": " << spec.tasks.size() << " task(s), "
-      << jobs.size() << " Slurm job(s) on " << spec.execution.hostname << " as "
-      << spec.execution.username << "\n";
+  out << "# Invocation " << id << ": " << spec.tasks.size() << " task(s), " << jobs.size()
+      << " Slurm job(s) on " << spec.execution.hostname << " as " << spec.execution.username
+      << "\n";
   out << "# Run directory: " << run_dir << "\n";
   out << "# Resume budget: max_walltime "
       << (spec.execution.max_walltime_seconds
@@ -94,7 +92,8 @@ absl::Status DryRun(const DryRunOptions& options, std::ostream& out) {
 
   if (!options.render_dir.empty()) {
     std::filesystem::path dir(options.render_dir);
-    constexpr auto kFile = std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+    constexpr auto kFile = std::filesystem::perms::owner_read |
+                           std::filesystem::perms::owner_write |
                            std::filesystem::perms::group_read | std::filesystem::perms::others_read;
     RETURN_IF_ERROR(WriteFile(dir / "config.yaml", spec.resolved_yaml, kFile));
     for (const auto& [name, job] : jobs) {

@@ -68,8 +68,8 @@ std::string ProgressBar(const v1::Progress& progress, int width) {
     return absl::StrCat("[", std::string(width, ' '), "] ",
                         progress.done() > 0 ? absl::StrCat(progress.done()) : std::string("-"));
   }
-  const double fraction =
-      std::clamp(static_cast<double>(progress.done()) / static_cast<double>(progress.total()), 0.0, 1.0);
+  const double fraction = std::clamp(
+      static_cast<double>(progress.done()) / static_cast<double>(progress.total()), 0.0, 1.0);
   const int filled = static_cast<int>(fraction * width);
   return absl::StrFormat("[%s%s] %3d%%", std::string(filled, '#'), std::string(width - filled, '-'),
                          static_cast<int>(fraction * 100));
@@ -181,7 +181,8 @@ void Table::Print(std::ostream& out) const {
 }
 
 Table TaskTable() {
-  return Table({"Task ID", "Name", "State", "Phase", "Progress", "Attempts", "Slurm job", "Reason"});
+  return Table(
+      {"Task ID", "Name", "State", "Phase", "Progress", "Attempts", "Slurm job", "Reason"});
 }
 
 void AddTaskRow(Table& table, const v1::Task& task) {
@@ -190,8 +191,8 @@ void AddTaskRow(Table& table, const v1::Task& task) {
     reason = "cancel requested";
   }
   table.AddRow({task.id(), Cell(task.name()), DisplayState(task), PhaseName(task.phase()),
-                ProgressText(task.progress()), absl::StrCat(task.attempts_size()),
-                SlurmJobOf(task), Cell(reason)});
+                ProgressText(task.progress()), absl::StrCat(task.attempts_size()), SlurmJobOf(task),
+                Cell(reason)});
 }
 
 std::string CsvField(absl::string_view value) {
@@ -235,8 +236,11 @@ nlohmann::json ToJson(const v1::Progress& p) {
 nlohmann::json ToJson(const v1::Score& s) {
   nlohmann::json stats = nlohmann::json::object();
   for (const auto& [k, v] : s.stats()) stats[k] = v;
-  return {{"task", s.task()}, {"metric", s.metric()}, {"score", s.score()},
-          {"value", s.value()}, {"stats", stats}};
+  return {{"task", s.task()},
+          {"metric", s.metric()},
+          {"score", s.score()},
+          {"value", s.value()},
+          {"stats", stats}};
 }
 
 nlohmann::json ToJson(const v1::TaskResults& r) {
@@ -260,8 +264,8 @@ nlohmann::json ToJson(const v1::Task& t) {
       {"reason", t.reason()},
       {"progress", ToJson(t.progress())},
       {"attempts", attempts},
-      {"slurm_job_id", SlurmJobOf(t) == "-" ? nlohmann::json(nullptr)
-                                            : nlohmann::json(SlurmJobOf(t))},
+      {"slurm_job_id",
+       SlurmJobOf(t) == "-" ? nlohmann::json(nullptr) : nlohmann::json(SlurmJobOf(t))},
       {"elapsed_seconds", t.elapsed_seconds()},
       {"results", ToJson(t.results())},
       {"run_dir", t.run_dir()},
@@ -301,18 +305,18 @@ nlohmann::json ToJson(const v1::Invocation& inv, bool with_config) {
 }
 
 nlohmann::json ToJson(const v1::Cluster& c) {
-  return {{"name", c.name()},
-          {"aliases", std::vector<std::string>(c.aliases().begin(), c.aliases().end())},
-          {"unix_user", c.unix_user()},
-          {"agent_id", c.agent_id()},
-          {"agent_version", c.agent_version()},
-          {"capabilities",
-           std::vector<std::string>(c.capabilities().begin(), c.capabilities().end())},
-          {"connected", c.connected()},
-          {"last_seen", TimestampJson(c.last_seen())},
-          {"slurm_reachable", c.slurm_reachable()},
-          {"slurm_message", c.slurm_message()},
-          {"tracked_jobs", c.tracked_jobs()}};
+  return {
+      {"name", c.name()},
+      {"aliases", std::vector<std::string>(c.aliases().begin(), c.aliases().end())},
+      {"unix_user", c.unix_user()},
+      {"agent_id", c.agent_id()},
+      {"agent_version", c.agent_version()},
+      {"capabilities", std::vector<std::string>(c.capabilities().begin(), c.capabilities().end())},
+      {"connected", c.connected()},
+      {"last_seen", TimestampJson(c.last_seen())},
+      {"slurm_reachable", c.slurm_reachable()},
+      {"slurm_message", c.slurm_message()},
+      {"tracked_jobs", c.tracked_jobs()}};
 }
 
 nlohmann::json ToJson(const v1::TaskScores& s) {

@@ -65,8 +65,8 @@ TEST(FormatTest, TableAlignsUtf8AndCutsNothing) {
   Table t({"A", "Bee", "C"});
   t.AddRow({"größe", "x", "last column is not padded"});
   t.AddRow({"z", "", ""});
-  EXPECT_EQ(t.Lines(), (std::vector<std::string>{"A      Bee  C", "größe  x    last column is not padded",
-                                                 "z"}));
+  EXPECT_EQ(t.Lines(), (std::vector<std::string>{"A      Bee  C",
+                                                 "größe  x    last column is not padded", "z"}));
   EXPECT_EQ(Cell(" two\nlines\t"), "two lines");
   EXPECT_EQ(Cell(""), "-");
   EXPECT_EQ(TruncateToWidth("größe", 3), "grö");

@@ -65,7 +65,8 @@ absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
         absl::StrCat("bad duration \"", text, "\"; use e.g. 10s, 1m30s, 500ms or seconds"));
   }
   if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("the timeout must be positive, not \"", text, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the timeout must be positive, not \"", text, "\""));
   }
   return d;
 }
@@ -78,12 +79,18 @@ absl::StatusOr<absl::Time> ParseSince(absl::string_view raw, absl::Time now, abs
     int64_t n = 0;
     if (absl::SimpleAtoi(absl::string_view(text).substr(0, text.size() - 1), &n) && n >= 0) {
       switch (unit) {
-        case 's': return now - absl::Seconds(n);
-        case 'm': return now - absl::Minutes(n);
-        case 'h': return now - absl::Hours(n);
-        case 'd': return now - absl::Hours(24 * n);
-        case 'w': return now - absl::Hours(24 * 7 * n);
-        default: break;
+        case 's':
+          return now - absl::Seconds(n);
+        case 'm':
+          return now - absl::Minutes(n);
+        case 'h':
+          return now - absl::Hours(n);
+        case 'd':
+          return now - absl::Hours(24 * n);
+        case 'w':
+          return now - absl::Hours(24 * 7 * n);
+        default:
+          break;
       }
     }
   }
@@ -97,9 +104,10 @@ absl::StatusOr<absl::Time> ParseSince(absl::string_view raw, absl::Time now, abs
                              "%Y-%m-%d %H:%M", "%Y-%m-%d"}) {
     if (absl::ParseTime(format, text, tz, &t, &err)) return t;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "bad --since \"", raw, "\"; use an age (30m, 6h, 1d, 2w) or an ISO date or time "
-      "(2026-11-26, 2026-11-26T13:04:05Z)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad --since \"", raw,
+                   "\"; use an age (30m, 6h, 1d, 2w) or an ISO date or time "
+                   "(2026-11-26, 2026-11-26T13:04:05Z)"));
 }
 
 }  // namespace evalctl::cli

@@ -80,7 +80,8 @@ std::string StateAndPhase(v1::TaskState state, v1::Phase phase) {
   return out;
 }
 
-// `<time>  <task id>  <kind>  <state>[/<phase>]  [progress ...]  [attempt N]  [job J]  [reason: ...]`
+// One event on one line:
+//   <time>  <task id>  <kind>  <state>[/<phase>]  [progress P]  [attempt N]  [job J]  [reason: R]
 std::string EventLine(const v1::WatchInvocationResponse& r, const Io& io) {
   const v1::TaskEvent& e = r.event();
   std::vector<std::string> parts = {TimeOf(e.time(), io), e.task_id(), EventKindName(e.kind()),
@@ -162,8 +163,7 @@ class LiveTable {
       for (const Row& row : rows_) PrintChange(row, {});
       return;
     }
-    std::vector<std::string> lines = {
-        absl::StrCat("Invocation ", invocation_id_, ": ", Summary())};
+    std::vector<std::string> lines = {absl::StrCat("Invocation ", invocation_id_, ": ", Summary())};
     // The bar gives up columns first when the terminal is narrow.
     std::vector<std::string> table = TableLines(kBarWidth);
     if (io_.width > 1) {
@@ -237,8 +237,8 @@ class LiveTable {
     // Progress is shown in steps of 10% so that a log does not fill with counters.
     const int64_t bucket =
         row.progress.total() > 0 ? row.progress.done() * 10 / row.progress.total() : -1;
-    const std::string key = absl::StrCat(State(row), "|", row.phase, "|", bucket, "|",
-                                         row.attempts, "|", row.job, "|", row.reason);
+    const std::string key = absl::StrCat(State(row), "|", row.phase, "|", bucket, "|", row.attempts,
+                                         "|", row.job, "|", row.reason);
     std::string& last = printed_[row.id];
     if (last == key) return;
     last = key;
@@ -308,8 +308,7 @@ absl::Status WatchCommand(client::Client& client, const WatchOptions& options, c
 absl::StatusOr<RunOutcome> RunCommand(client::Client& client, const v1::ConfigSource& source,
                                       const RunOptions& options, const Io& io) {
   v1::SubmitInvocationRequest request;
-  request.set_request_id(options.request_id.empty() ? client::NewRequestId()
-                                                    : options.request_id);
+  request.set_request_id(options.request_id.empty() ? client::NewRequestId() : options.request_id);
   *request.mutable_config() = source;
   ASSIGN_OR_RETURN(v1::SubmitInvocationResponse response, client.SubmitInvocation(request));
   v1::Invocation inv = response.invocation();
@@ -340,8 +339,8 @@ absl::StatusOr<RunOutcome> RunCommand(client::Client& client, const v1::ConfigSo
   LiveTable table(io, id);
   table.Reset(inv);
   table.Render();
-  absl::Status followed = FollowEvents(
-      client, id, 0, options.reconnect, io, [&](const v1::WatchInvocationResponse& r) {
+  absl::Status followed =
+      FollowEvents(client, id, 0, options.reconnect, io, [&](const v1::WatchInvocationResponse& r) {
         if (r.overflowed()) {
           v1::GetInvocationRequest get;
           get.set_id(id);

@@ -79,8 +79,8 @@ std::string ConnectFailureCause(absl::string_view message) {
 }
 
 std::string Unreachable(const CallFailure& failure, absl::string_view cause) {
-  std::string out = absl::StrCat("cannot reach evalctl-controller at ", failure.target, " (",
-                                 cause, ")");
+  std::string out =
+      absl::StrCat("cannot reach evalctl-controller at ", failure.target, " (", cause, ")");
   if (!failure.unreachable_hint.empty()) absl::StrAppend(&out, "; ", failure.unreachable_hint);
   return out;
 }
@@ -110,13 +110,13 @@ absl::Status StatusFromGrpc(const grpc::Status& status, const CallFailure& failu
       }
       return absl::DeadlineExceededError(message);
     case grpc::StatusCode::UNIMPLEMENTED:
-      return absl::UnimplementedError(absl::StrCat(
-          "the server at ", failure.target, " does not implement this call (", message,
-          "); is it evalctl-controller, and as new as this client?"));
+      return absl::UnimplementedError(
+          absl::StrCat("the server at ", failure.target, " does not implement this call (", message,
+                       "); is it evalctl-controller, and as new as this client?"));
     case grpc::StatusCode::UNAUTHENTICATED:
-      return absl::UnauthenticatedError(
-          absl::StrCat("evalctl-controller at ", failure.target, " rejected the credentials: ",
-                       message.empty() ? "no or invalid token" : message));
+      return absl::UnauthenticatedError(absl::StrCat(
+          "evalctl-controller at ", failure.target,
+          " rejected the credentials: ", message.empty() ? "no or invalid token" : message));
     default:
       return absl::Status(code, message.empty() ? absl::StrCat("RPC failed with code ",
                                                                absl::StatusCodeToString(code))
@@ -133,8 +133,8 @@ std::string NewRequestId() {
     hi = absl::Uniform<uint64_t>(*gen);
     lo = absl::Uniform<uint64_t>(*gen);
   }
-  hi = (hi & ~uint64_t{0xf000}) | uint64_t{0x4000};                    // version 4
-  lo = (lo & ~(uint64_t{0xc} << 60)) | (uint64_t{0x8} << 60);          // variant 10xx
+  hi = (hi & ~uint64_t{0xf000}) | uint64_t{0x4000};            // version 4
+  lo = (lo & ~(uint64_t{0xc} << 60)) | (uint64_t{0x8} << 60);  // variant 10xx
   return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", hi >> 32, (hi >> 16) & 0xffff, hi & 0xffff,
                          lo >> 48, lo & 0xffffffffffffULL);
 }
@@ -144,8 +144,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
     return absl::InvalidArgumentError("no evalctl-controller address given");
   }
   if (options.timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the call timeout must be positive, not ", absl::FormatDuration(options.timeout)));
+    return absl::InvalidArgumentError(absl::StrCat("the call timeout must be positive, not ",
+                                                   absl::FormatDuration(options.timeout)));
   }
   const TlsOptions& tls = options.tls;
   if (tls.cert_file.empty() != tls.key_file.empty()) {
@@ -247,9 +247,8 @@ absl::StatusOr<std::unique_ptr<StreamReader<Response>>> Client::ServerStream(
   std::unique_ptr<grpc::ClientContext> context = NewContext(timeout);
   std::unique_ptr<grpc::ClientReaderInterface<Response>> reader =
       (stub_.get()->*method)(context.get(), request);
-  CallFailure failure{.target = options_.target,
-                      .timeout = timeout,
-                      .unreachable_hint = options_.unreachable_hint};
+  CallFailure failure{
+      .target = options_.target, .timeout = timeout, .unreachable_hint = options_.unreachable_hint};
   return std::unique_ptr<StreamReader<Response>>(new StreamReader<Response>(
       channel_, std::move(context), std::move(reader), std::move(failure)));
 }
@@ -314,8 +313,8 @@ absl::StatusOr<std::unique_ptr<WatchStream>> Client::WatchInvocation(
       &v1::EvalService::Stub::WatchInvocation, request, call);
 }
 
-absl::StatusOr<std::unique_ptr<LogStream>> Client::StreamLogs(
-    const v1::StreamLogsRequest& request, const CallOptions& call) {
+absl::StatusOr<std::unique_ptr<LogStream>> Client::StreamLogs(const v1::StreamLogsRequest& request,
+                                                              const CallOptions& call) {
   return ServerStream<v1::StreamLogsRequest, v1::StreamLogsResponse>(
       &v1::EvalService::Stub::StreamLogs, request, call);
 }

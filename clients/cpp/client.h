@@ -80,8 +80,10 @@ struct CallFailure {
 
 // The one conversion of grpc::Status to absl::Status. Codes are kept (the enums share values).
 // Transport failures get a message that names the controller and the cause:
-//   UNAVAILABLE        "cannot reach evalctl-controller at 127.0.0.1:50051 (connection refused); <hint>"
-//   DEADLINE_EXCEEDED  "evalctl-controller at 127.0.0.1:50051 did not answer within 10s"
+//   UNAVAILABLE
+//     "cannot reach evalctl-controller at 127.0.0.1:50051 (connection refused); <hint>"
+//   DEADLINE_EXCEEDED
+//     "evalctl-controller at 127.0.0.1:50051 did not answer within 10s (deadline exceeded)"
 //   UNAUTHENTICATED, UNIMPLEMENTED: the message says which server and what to check.
 // Other errors keep the controller's message.
 absl::Status StatusFromGrpc(const grpc::Status& status, const CallFailure& failure = {});
@@ -119,8 +121,7 @@ class StreamReader {
 
  private:
   friend class Client;
-  StreamReader(std::shared_ptr<grpc::Channel> channel,
-               std::unique_ptr<grpc::ClientContext> context,
+  StreamReader(std::shared_ptr<grpc::Channel> channel, std::unique_ptr<grpc::ClientContext> context,
                std::unique_ptr<grpc::ClientReaderInterface<Response>> reader, CallFailure failure)
       : channel_(std::move(channel)),
         context_(std::move(context)),
@@ -152,12 +153,11 @@ class Client {
   absl::StatusOr<v1::PlanInvocationResponse> PlanInvocation(
       const v1::PlanInvocationRequest& request, const CallOptions& call = {});
   // Fills request_id with NewRequestId() when it is empty.
-  absl::StatusOr<v1::SubmitInvocationResponse> SubmitInvocation(
-      v1::SubmitInvocationRequest request, const CallOptions& call = {});
+  absl::StatusOr<v1::SubmitInvocationResponse> SubmitInvocation(v1::SubmitInvocationRequest request,
+                                                                const CallOptions& call = {});
   absl::StatusOr<v1::Invocation> GetInvocation(const v1::GetInvocationRequest& request,
                                                const CallOptions& call = {});
-  absl::StatusOr<v1::Task> GetTask(const v1::GetTaskRequest& request,
-                                   const CallOptions& call = {});
+  absl::StatusOr<v1::Task> GetTask(const v1::GetTaskRequest& request, const CallOptions& call = {});
   absl::StatusOr<v1::ListInvocationsResponse> ListInvocations(
       const v1::ListInvocationsRequest& request, const CallOptions& call = {});
   absl::StatusOr<v1::CancelInvocationResponse> CancelInvocation(
@@ -166,8 +166,8 @@ class Client {
       const v1::ResumeInvocationRequest& request, const CallOptions& call = {});
   absl::StatusOr<v1::GetResultsResponse> GetResults(const v1::GetResultsRequest& request,
                                                     const CallOptions& call = {});
-  absl::StatusOr<v1::ListClustersResponse> ListClusters(
-      const v1::ListClustersRequest& request = {}, const CallOptions& call = {});
+  absl::StatusOr<v1::ListClustersResponse> ListClusters(const v1::ListClustersRequest& request = {},
+                                                        const CallOptions& call = {});
 
   // Server streams. The connection is established first (within ClientOptions::timeout), so an
   // unreachable controller fails here rather than in Next().

@@ -15,8 +15,8 @@ namespace evalctl::client {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using testing::FakeEvalServer;
+using ::testing::HasSubstr;
 using testing::MakeInvocation;
 using testing::MakeTask;
 
@@ -68,15 +68,14 @@ TEST_F(ClientTest, ControllerErrorsKeepCodeAndMessage) {
 
 TEST_F(ClientTest, UnreachableControllerFailsFastWithAClearMessage) {
   const std::string target = absl::StrCat("127.0.0.1:", testing::ClosedLoopbackPort());
-  std::unique_ptr<Client> client = Connect(
-      {.target = target, .timeout = absl::Seconds(5), .unreachable_hint = "start it"});
+  std::unique_ptr<Client> client =
+      Connect({.target = target, .timeout = absl::Seconds(5), .unreachable_hint = "start it"});
   const absl::Time start = absl::Now();
   absl::StatusOr<v1::ListClustersResponse> response = client->ListClusters();
   const absl::Duration took = absl::Now() - start;
   EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_EQ(response.status().message(),
-            absl::StrCat("cannot reach evalctl-controller at ", target,
-                         " (connection refused); start it"));
+  EXPECT_EQ(response.status().message(), absl::StrCat("cannot reach evalctl-controller at ", target,
+                                                      " (connection refused); start it"));
   EXPECT_LT(took, absl::Seconds(5));
 }
 
@@ -181,8 +180,8 @@ TEST(ClientConnectTest, RejectsUnusableOptions) {
   EXPECT_EQ(Client::Connect({}).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Client::Connect({.target = "x:1", .tls = {.cert_file = "/c.pem"}}).status().code(),
             absl::StatusCode::kInvalidArgument);
-  absl::Status missing = Client::Connect({.target = "x:1", .tls = {.ca_file = "/nonexistent/ca.pem"}})
-                             .status();
+  absl::Status missing =
+      Client::Connect({.target = "x:1", .tls = {.ca_file = "/nonexistent/ca.pem"}}).status();
   EXPECT_EQ(missing.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(missing.message(), "CA certificate /nonexistent/ca.pem: no such file");
   EXPECT_EQ(Client::Connect({.target = "x:1", .timeout = absl::ZeroDuration()}).status().code(),
@@ -196,14 +195,17 @@ TEST(StatusFromGrpcTest, KeepsCodesAndExplainsTransportFailures) {
   EXPECT_EQ(not_found.code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(not_found.message(), "no invocation matches \"ab\"");
 
-  const CallFailure unreached{.target = "ctl:50051", .timeout = absl::Seconds(10),
-                              .reached = false, .unreachable_hint = "start it"};
+  const CallFailure unreached{.target = "ctl:50051",
+                              .timeout = absl::Seconds(10),
+                              .reached = false,
+                              .unreachable_hint = "start it"};
   absl::Status dns = StatusFromGrpc(
       grpc::Status(grpc::StatusCode::UNAVAILABLE,
                    "DNS resolution failed for ctl:50051: C-ares status is not ARES_SUCCESS"),
       unreached);
-  EXPECT_EQ(dns.message(),
-            "cannot reach evalctl-controller at ctl:50051 (cannot resolve the host name); start it");
+  EXPECT_EQ(
+      dns.message(),
+      "cannot reach evalctl-controller at ctl:50051 (cannot resolve the host name); start it");
   absl::Status tls = StatusFromGrpc(
       grpc::Status(grpc::StatusCode::UNAVAILABLE,
                    "failed to connect to all addresses; last error: UNKNOWN: ipv4:1.2.3.4:50051: "
@@ -222,9 +224,8 @@ TEST(StatusFromGrpcTest, KeepsCodesAndExplainsTransportFailures) {
   EXPECT_EQ(plain.message(),
             "cannot reach evalctl-controller at ctl:50051 (TLS handshake failed: the controller "
             "does not speak TLS); start it");
-  absl::Status silent =
-      StatusFromGrpc(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"),
-                     unreached);
+  absl::Status silent = StatusFromGrpc(
+      grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "Deadline Exceeded"), unreached);
   EXPECT_EQ(silent.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_EQ(silent.message(),
             "cannot reach evalctl-controller at ctl:50051 (no answer within 10s); start it");
@@ -235,12 +236,13 @@ TEST(StatusFromGrpcTest, KeepsCodesAndExplainsTransportFailures) {
   absl::Status no_agent = StatusFromGrpc(
       grpc::Status(grpc::StatusCode::UNAVAILABLE, "no agent serves cluster \"eos\""), reached);
   EXPECT_EQ(no_agent.message(), "no agent serves cluster \"eos\"");
-  absl::Status auth = StatusFromGrpc(
-      grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid token"), reached);
+  absl::Status auth =
+      StatusFromGrpc(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid token"), reached);
   EXPECT_EQ(auth.code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(auth.message(), "evalctl-controller at ctl:50051 rejected the credentials: invalid token");
-  absl::Status unimplemented = StatusFromGrpc(
-      grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "Method not found!"), reached);
+  EXPECT_EQ(auth.message(),
+            "evalctl-controller at ctl:50051 rejected the credentials: invalid token");
+  absl::Status unimplemented =
+      StatusFromGrpc(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "Method not found!"), reached);
   EXPECT_EQ(unimplemented.code(), absl::StatusCode::kUnimplemented);
   EXPECT_EQ(unimplemented.message(),
             "the server at ctl:50051 does not implement this call (Method not found!); is it "

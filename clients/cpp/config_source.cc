@@ -27,8 +27,8 @@ absl::StatusOr<std::string> ReadConfigFile(const fs::path& path) {
     return absl::InvalidArgumentError(absl::StrCat(path.string(), ": not a regular file"));
   }
   if (fs::file_size(path, ec) > kMaxConfigBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path.string(), ": larger than ", kMaxConfigBytes, " bytes; not a configuration"));
+    return absl::InvalidArgumentError(absl::StrCat(path.string(), ": larger than ", kMaxConfigBytes,
+                                                   " bytes; not a configuration"));
   }
   std::ifstream f(path, std::ios::binary);
   std::stringstream buffer;
@@ -50,8 +50,8 @@ absl::Status CollectGroups(const fs::path& dir, config::GroupFiles& groups) {
       if (it.depth() > 3) it.disable_recursion_pending();
       if (!it->is_regular_file() || it->path().extension() != ".yaml") continue;
       if (groups.size() >= kMaxGroupFiles) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            dir.string(), ": more than ", kMaxGroupFiles, " YAML files in config group directories"));
+        return absl::InvalidArgumentError(absl::StrCat(dir.string(), ": more than ", kMaxGroupFiles,
+                                                       " YAML files in config group directories"));
       }
       ASSIGN_OR_RETURN(std::string content, ReadConfigFile(it->path()));
       groups[fs::relative(it->path(), dir).generic_string()] = std::move(content);
@@ -94,7 +94,8 @@ evalctl::v1::ConfigSource ToConfigSource(const config::LoadRequest& request) {
   source.set_file_name(request.file_name);
   for (const std::string& o : request.overrides) source.add_overrides(o);
   for (const std::string& t : request.task_filter) source.add_task_filter(t);
-  for (const auto& [name, value] : request.environment) (*source.mutable_environment())[name] = value;
+  for (const auto& [name, value] : request.environment)
+    (*source.mutable_environment())[name] = value;
   for (const auto& [path, content] : request.user_groups) {
     evalctl::v1::ConfigFile* file = source.add_group_files();
     file->set_path(path);

@@ -61,7 +61,8 @@ TEST_F(ConfigSourceTest, SendsOnlyTheReferencedEnvironment) {
   Write(dir_ / "my.yaml",
         "defaults:\n  - deployment: mine\n  - _self_\n"
         "execution:\n  account: ${oc.env:EVALCTL_T_FILE}\n"
-        "evaluation:\n  env_vars:\n    TOKEN: host:EVALCTL_T_HOST\n    MISSING: host:EVALCTL_T_UNSET\n");
+        "evaluation:\n  env_vars:\n    TOKEN: host:EVALCTL_T_HOST\n    MISSING: "
+        "host:EVALCTL_T_UNSET\n");
   Write(dir_ / "deployment" / "mine.yaml", "served_model_name: ${oc.env:EVALCTL_T_GROUP}\n");
   ::setenv("EVALCTL_T_FILE", "acct", 1);
   ::setenv("EVALCTL_T_HOST", "secret-token", 1);
@@ -71,10 +72,10 @@ TEST_F(ConfigSourceTest, SendsOnlyTheReferencedEnvironment) {
   ::unsetenv("EVALCTL_T_UNSET");
   UnsetUser();
 
-  absl::StatusOr<v1::ConfigSource> source = BuildConfigSource(
-      {.path = (dir_ / "my.yaml").string(),
-       .overrides = {"execution.partition=${oc.env:EVALCTL_T_OVERRIDE}"},
-       .task_filter = {"hellaswag"}});
+  absl::StatusOr<v1::ConfigSource> source =
+      BuildConfigSource({.path = (dir_ / "my.yaml").string(),
+                         .overrides = {"execution.partition=${oc.env:EVALCTL_T_OVERRIDE}"},
+                         .task_filter = {"hellaswag"}});
   ASSERT_TRUE(source.ok()) << source.status();
 
   const auto& env = source->environment();
@@ -99,7 +100,8 @@ TEST_F(ConfigSourceTest, SendsOnlyTheReferencedEnvironment) {
   EXPECT_THAT(Keys(env), IsSubsetOf(allowed));
 
   EXPECT_EQ(source->file_name(), (dir_ / "my.yaml").string());
-  EXPECT_THAT(source->overrides(), ::testing::ElementsAre("execution.partition=${oc.env:EVALCTL_T_OVERRIDE}"));
+  EXPECT_THAT(source->overrides(),
+              ::testing::ElementsAre("execution.partition=${oc.env:EVALCTL_T_OVERRIDE}"));
   EXPECT_THAT(source->task_filter(), ::testing::ElementsAre("hellaswag"));
   ASSERT_EQ(source->group_files_size(), 1);
   EXPECT_EQ(source->group_files(0).path(), "deployment/mine.yaml");
@@ -116,7 +118,8 @@ TEST_F(ConfigSourceTest, ExtraGroupDirectoriesAreSearchedToo) {
 }
 
 TEST_F(ConfigSourceTest, FileErrorsNameTheFile) {
-  absl::StatusOr<v1::ConfigSource> missing = BuildConfigSource({.path = (dir_ / "no.yaml").string()});
+  absl::StatusOr<v1::ConfigSource> missing =
+      BuildConfigSource({.path = (dir_ / "no.yaml").string()});
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(missing.status().message(), (dir_ / "no.yaml").string() + ": no such file");
   absl::StatusOr<v1::ConfigSource> directory = BuildConfigSource({.path = dir_.string()});

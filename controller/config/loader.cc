@@ -436,7 +436,8 @@ void ReadDeployment(Reader& r, const Execution& e, const Environment& env, Deplo
   if (d.served_model_name.empty()) {
     d.served_model_name = d.hf_model_handle.value_or(d.checkpoint_path ? "/checkpoint" : "model");
   }
-  d.port = r.Bounded("deployment.port", 8000, 1, 65535);
+  // 0: the job picks a port when it starts (EVALCTL_SERVER_PORT), for nodes several jobs share.
+  d.port = r.Bounded("deployment.port", 8000, 0, 65535);
   d.tensor_parallel_size = r.Bounded("deployment.tensor_parallel_size", 1, 1, 1024);
   d.pipeline_parallel_size = r.Bounded("deployment.pipeline_parallel_size", 1, 1, 1024);
   d.data_parallel_size = r.Bounded("deployment.data_parallel_size", 1, 1, 1024);

@@ -298,7 +298,7 @@ INSTANTIATE_TEST_SUITE_P(
                                           "~target.api_endpoint.model_id",
                                           "deployment.command=serve", "deployment.port=70000",
                                           "deployment.served_model_name=m"},
-                {"deployment.port: must be between 1 and 65535, not 70000"}},
+                {"deployment.port: must be between 0 and 65535, not 70000"}},
         BadCase{"multiple_instances_removed", "", {"deployment=generic", "~target.api_endpoint.url",
                                                    "~target.api_endpoint.model_id",
                                                    "deployment.command=serve",

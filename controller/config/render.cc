@@ -294,7 +294,8 @@ absl::Status AddUserEnv(const std::vector<EnvVar>& vars, absl::string_view group
 struct TaskPlan {
   const TaskSpec* task = nullptr;
   std::string run_dir;
-  std::string endpoint_url;
+  // Script text that expands to the endpoint URL.
+  std::string endpoint_url_expr;
   std::string model_id;
   StepEnv env;
   std::string mounts;  // pyxis
@@ -306,6 +307,8 @@ struct JobPlan {
   std::string run_dir;
   bool shared = false;
   bool deploy = false;
+  // deployment.port; 0: chosen when the job starts.
+  int server_port = 0;
   bool pyxis = false;
   int nodes_per_instance = 1;
   int tasks_per_instance = 1;
@@ -381,6 +384,7 @@ absl::Status PlanDeployment(JobPlan* plan) {
     return Invalid("deployment.type", absl::StrCat("unknown deployment type `", dep.type, "`"));
   }
   plan->deploy = dep.type != "none";
+  plan->server_port = dep.port;
   if (!plan->deploy) {
     RETURN_IF_ERROR(CheckLine("target.api_endpoint.url", spec.target.url));
     if (spec.target.url.empty()) return Invalid("target.api_endpoint.url", "required");
@@ -407,7 +411,12 @@ absl::Status PlanDeployment(JobPlan* plan) {
   if (dep.command.empty()) return Invalid("deployment.command", "required");
   RETURN_IF_ERROR(CheckText("deployment.command", dep.command));
   RETURN_IF_ERROR(CheckText("deployment.pre_cmd", dep.pre_cmd));
-  RETURN_IF_ERROR(CheckPort("deployment.port", dep.port));
+  // Port 0: chosen when the job starts (EVALCTL_SERVER_PORT), for nodes that several jobs share.
+  if (dep.port != 0) {
+    RETURN_IF_ERROR(CheckPort("deployment.port", dep.port));
+  } else if (ex.num_instances > 1) {
+    return Invalid("deployment.port", "0 (chosen at job start) works with one instance only");
+  }
   RETURN_IF_ERROR(CheckLine("execution.mpi", ex.mpi));
   if (plan->pyxis) {
     if (dep.image.empty()) {
@@ -453,6 +462,7 @@ absl::Status PlanDeployment(JobPlan* plan) {
   env.Add("EVALCTL_INSTANCE", "\"${evalctl_g}\"");
   env.Add("EVALCTL_MASTER_NODE", "\"${EVALCTL_INSTANCE_HEAD}\"");
   env.Add("NODES_PER_INSTANCE", absl::StrCat(plan->nodes_per_instance));
+  env.Add("EVALCTL_SERVER_PORT", "\"${EVALCTL_SERVER_PORT}\"");
   env.Add("MASTER_IP", "\"${EVALCTL_INSTANCE_IP}\"");
   env.Add("ALL_NODE_IPS", "\"${EVALCTL_INSTANCE_IPS}\"");
   std::vector<std::string> mounts;
@@ -526,12 +536,14 @@ absl::Status PlanTask(const TaskSpec& task, absl::string_view secret_group,
                      absl::StrCat("deployment.endpoints has no `", task.endpoint_type,
                                   "` (it has: ", absl::StrJoin(known, ", "), ")"));
     }
-    const int port = ex.num_instances > 1 ? ex.proxy.haproxy_port : dep.port;
-    tp.endpoint_url = absl::StrCat("http://127.0.0.1:", port, path);
+    tp.endpoint_url_expr =
+        ex.num_instances > 1
+            ? ShellQuote(absl::StrCat("http://127.0.0.1:", ex.proxy.haproxy_port, path))
+            : absl::StrCat("\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"", ShellQuote(path));
     tp.model_id = dep.served_model_name;
     RETURN_IF_ERROR(CheckText("deployment.served_model_name", tp.model_id));
   } else {
-    tp.endpoint_url = spec.target.url;
+    tp.endpoint_url_expr = ShellQuote(spec.target.url);
     tp.model_id = spec.target.model_id;
   }
 
@@ -543,7 +555,7 @@ absl::Status PlanTask(const TaskSpec& task, absl::string_view secret_group,
   env.AddLiteral("EVALCTL_TASK_INDEX", absl::StrCat(task.index));
   env.AddLiteral("EVALCTL_TASK_NAME", task.name);
   env.AddLiteral("EVALCTL_RUN_DIR", tp.run_dir);
-  env.AddLiteral("EVALCTL_ENDPOINT_URL", tp.endpoint_url);
+  env.Add("EVALCTL_ENDPOINT_URL", tp.endpoint_url_expr);
   env.AddLiteral("EVALCTL_ENDPOINT_TYPE", task.endpoint_type);
   env.AddLiteral("EVALCTL_MODEL_ID", tp.model_id);
   if (!spec.target.api_key_name.empty()) {
@@ -1042,6 +1054,15 @@ void AppendPreamble(const JobPlan& plan, std::string* out) {
                   "fi\n"
                   "EVALCTL_JOB_ID=${SLURM_JOB_ID:-local}\n"
                   "EVALCTL_SRUN=srun\n");
+  if (plan.deploy) {
+    // The model server's port; with deployment.port 0, derived from the job id so that jobs
+    // sharing a node do not collide.
+    absl::StrAppend(out, "export EVALCTL_SERVER_PORT=",
+                    plan.server_port != 0
+                        ? std::to_string(plan.server_port)
+                        : std::string("$((20000 + ${SLURM_JOB_ID:-$$} % 40000))"),
+                    "\n");
+  }
   // Run directories of the tasks of a shared job, and whether their evaluation has ended.
   std::vector<std::string> dirs;
   std::vector<std::string> zeros;
@@ -1207,13 +1228,13 @@ void AppendDeployment(const JobPlan& plan, std::string* out) {
                   "EVALCTL_READY_DEADLINE=$((SECONDS + EVALCTL_READY_TIMEOUT))\n");
   if (ex.num_instances == 1) {
     absl::StrAppend(out, "evalctl_wait_ready ",
-                    ShellQuote(absl::StrCat("http://127.0.0.1:", dep.port, plan.health_path)),
+                    "\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"", ShellQuote(plan.health_path),
                     " || exit\n\n");
     return;
   }
   absl::StrAppend(
       out, "evalctl_urls=()\n", "for evalctl_head in \"${EVALCTL_INSTANCE_HEADS[@]}\"; do\n",
-      "  evalctl_urls+=(\"http://${evalctl_head}:", dep.port, "\"", ShellQuote(plan.health_path),
+      "  evalctl_urls+=(\"http://${evalctl_head}:${EVALCTL_SERVER_PORT}\"", ShellQuote(plan.health_path),
       ")\n", "done\n", "evalctl_wait_ready \"${evalctl_urls[@]}\" || exit\n\n");
 
   // Load balancer.

@@ -475,9 +475,10 @@ TEST(RenderTest, DeploymentStep) {
                      "/gpqa_diamond/artifacts:/results,/lustre/ckpt/llama:/checkpoint:ro,"
                      "/lustre/hf_home:/root/.cache/huggingface'")));
   EXPECT_THAT(s, HasSubstr("--no-container-mount-home"));
-  EXPECT_THAT(s, HasSubstr("evalctl_wait_ready 'http://127.0.0.1:8000/health' || exit\n"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_SERVER_PORT=8000\n"));
+  EXPECT_THAT(s, HasSubstr("evalctl_wait_ready \"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"'/health' || exit\n"));
   EXPECT_THAT(s, HasSubstr("EVALCTL_READY_TIMEOUT=9000\n"));
-  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/chat/"
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL=\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"'/v1/chat/"
                            "completions'\n"));
   EXPECT_THAT(s, HasSubstr("export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'\n"));
 }
@@ -491,7 +492,7 @@ TEST(RenderTest, MpiOnlyWhenConfigured) {
 TEST(RenderTest, NimHealthPathAndGpuVisibility) {
   auto job = RenderFirst(MakeSpec("nim", "pyxis"));
   ASSERT_TRUE(job.ok()) << job.status();
-  EXPECT_THAT(job->script, HasSubstr("'http://127.0.0.1:8000/v1/health/ready'"));
+  EXPECT_THAT(job->script, HasSubstr("\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"'/v1/health/ready'"));
   EXPECT_THAT(job->script, HasSubstr("export NVIDIA_VISIBLE_DEVICES='all'\n"));
   EXPECT_THAT(job->script, HasSubstr("/lustre/nim_cache:/cache"));
 }
@@ -520,8 +521,8 @@ TEST(RenderTest, RuntimeNoneHasNoContainerFlagsAndUsesHostPaths) {
                                         "/gpqa_diamond/artifacts'\n")));
   EXPECT_THAT(s, HasSubstr("export EVALCTL_CHECKPOINT_DIR='/lustre/ckpt/custom'\n"));
   EXPECT_THAT(s, HasSubstr("export NEMO_EVALUATOR_DATASET_DIR='/lustre/datasets/gpqa'\n"));
-  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/completions'"));
-  EXPECT_THAT(s, HasSubstr("'http://127.0.0.1:8000/v1/models'"));
+  EXPECT_THAT(s, HasSubstr("export EVALCTL_ENDPOINT_URL=\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"'/v1/completions'"));
+  EXPECT_THAT(s, HasSubstr("\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"'/v1/models'"));
 }
 
 TEST(RenderTest, TwoInstancesUseHaproxy) {

@@ -72,9 +72,8 @@ v1::Invocation MakeInvocation(const std::string& id, absl::Time created,
   inv.set_cluster("eos");
   inv.set_hostname("login.eos.example.com");
   inv.set_username("alice");
-  inv.set_run_dir(absl::StrCat("/lustre/evals/", absl::FormatTime("%Y%m%d_%H%M%S", created,
-                                                                   absl::UTCTimeZone()),
-                               "-", id));
+  inv.set_run_dir(absl::StrCat(
+      "/lustre/evals/", absl::FormatTime("%Y%m%d_%H%M%S", created, absl::UTCTimeZone()), "-", id));
   inv.set_resolved_config("execution:\n  hostname: login.eos.example.com\n");
   for (v1::Task& t : tasks) {
     if (t.run_dir().empty()) t.set_run_dir(absl::StrCat(inv.run_dir(), "/", t.dir_name()));
@@ -222,17 +221,32 @@ void FakeEvalService::Recount(v1::Invocation& invocation) {
   for (const v1::Task& t : invocation.tasks()) {
     finished = finished && IsTerminal(t.state());
     switch (t.state()) {
-      case v1::TASK_STATE_PENDING: counts.set_pending(counts.pending() + 1); break;
-      case v1::TASK_STATE_QUEUED: counts.set_queued(counts.queued() + 1); break;
-      case v1::TASK_STATE_RUNNING: counts.set_running(counts.running() + 1); break;
-      case v1::TASK_STATE_RESUMING: counts.set_resuming(counts.resuming() + 1); break;
-      case v1::TASK_STATE_SUCCEEDED: counts.set_succeeded(counts.succeeded() + 1); break;
-      case v1::TASK_STATE_FAILED: counts.set_failed(counts.failed() + 1); break;
-      case v1::TASK_STATE_CANCELLED: counts.set_cancelled(counts.cancelled() + 1); break;
+      case v1::TASK_STATE_PENDING:
+        counts.set_pending(counts.pending() + 1);
+        break;
+      case v1::TASK_STATE_QUEUED:
+        counts.set_queued(counts.queued() + 1);
+        break;
+      case v1::TASK_STATE_RUNNING:
+        counts.set_running(counts.running() + 1);
+        break;
+      case v1::TASK_STATE_RESUMING:
+        counts.set_resuming(counts.resuming() + 1);
+        break;
+      case v1::TASK_STATE_SUCCEEDED:
+        counts.set_succeeded(counts.succeeded() + 1);
+        break;
+      case v1::TASK_STATE_FAILED:
+        counts.set_failed(counts.failed() + 1);
+        break;
+      case v1::TASK_STATE_CANCELLED:
+        counts.set_cancelled(counts.cancelled() + 1);
+        break;
       case v1::TASK_STATE_BUDGET_EXHAUSTED:
         counts.set_budget_exhausted(counts.budget_exhausted() + 1);
         break;
-      default: break;
+      default:
+        break;
     }
   }
   *invocation.mutable_counts() = counts;
@@ -387,9 +401,7 @@ grpc::Status FakeEvalService::WatchInvocation(
     bool finished = false;
     {
       absl::MutexLock lock(&mu_);
-      auto pending = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return events_.size() > next;
-      };
+      auto pending = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return events_.size() > next; };
       mu_.AwaitWithTimeout(absl::Condition(&pending), absl::Milliseconds(50));
       for (size_t i = next; i < events_.size(); ++i) {
         const v1::WatchInvocationResponse& e = events_[i];
@@ -399,8 +411,7 @@ grpc::Status FakeEvalService::WatchInvocation(
       }
       if (!r.invocation_id.empty()) {
         const v1::Invocation& inv = invocations_.at(r.invocation_id);
-        finished = task_id.empty() ? inv.finished()
-                                   : IsTerminal(inv.tasks(r.task_index).state());
+        finished = task_id.empty() ? inv.finished() : IsTerminal(inv.tasks(r.task_index).state());
       }
       next = events_.size();
     }
@@ -499,8 +510,8 @@ grpc::Status FakeEvalService::StreamLogs(grpc::ServerContext* context,
         request->kind() == v1::LOG_KIND_UNSPECIFIED ? v1::LOG_KIND_SLURM : request->kind();
     auto it = logs_.find({t.id(), static_cast<int>(kind)});
     if (it == logs_.end()) {
-      return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("task ", t.id(),
-                                                                    " has no such log yet"));
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("task ", t.id(), " has no such log yet"));
     }
     log = it->second;
     path = absl::StrCat(t.run_dir(), "/logs/", v1::LogKind_Name(kind));

@@ -66,8 +66,7 @@ class FakeEvalService final : public v1::EvalService::Service {
   grpc::Status SubmitInvocation(grpc::ServerContext* context,
                                 const v1::SubmitInvocationRequest* request,
                                 v1::SubmitInvocationResponse* response) override;
-  grpc::Status GetInvocation(grpc::ServerContext* context,
-                             const v1::GetInvocationRequest* request,
+  grpc::Status GetInvocation(grpc::ServerContext* context, const v1::GetInvocationRequest* request,
                              v1::Invocation* response) override;
   grpc::Status GetTask(grpc::ServerContext* context, const v1::GetTaskRequest* request,
                        v1::Task* response) override;
@@ -103,7 +102,8 @@ class FakeEvalService final : public v1::EvalService::Service {
 
   // Records the call and waits out the unary delay; false when the client cancelled meanwhile.
   bool BeginCall(grpc::ServerContext* context, const std::string& id) ABSL_LOCKS_EXCLUDED(mu_);
-  grpc::Status Resolve(const std::string& id, Resolved* out) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  grpc::Status Resolve(const std::string& id, Resolved* out) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Task* FindTask(const std::string& task_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Recount(v1::Invocation& invocation) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PublishLocked(const v1::TaskEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

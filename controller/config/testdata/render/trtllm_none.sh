@@ -47,6 +47,7 @@ else
 fi
 EVALCTL_JOB_ID=${SLURM_JOB_ID:-local}
 EVALCTL_SRUN=srun
+export EVALCTL_SERVER_PORT=8000
 EVALCTL_TASK_DIRS=()
 EVALCTL_TASK_DONE=()
 EVALCTL_NODES=()
@@ -390,6 +391,7 @@ for ((evalctl_g = 0; evalctl_g < 1; evalctl_g++)); do
     export EVALCTL_INSTANCE="${evalctl_g}"
     export EVALCTL_MASTER_NODE="${EVALCTL_INSTANCE_HEAD}"
     export NODES_PER_INSTANCE=1
+    export EVALCTL_SERVER_PORT="${EVALCTL_SERVER_PORT}"
     export MASTER_IP="${EVALCTL_INSTANCE_IP}"
     export ALL_NODE_IPS="${EVALCTL_INSTANCE_IPS}"
     export EVALCTL_RESULTS_DIR='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond/artifacts'
@@ -416,7 +418,7 @@ done
 evalctl_job_phase waiting_for_endpoint
 EVALCTL_READY_TIMEOUT=9000
 EVALCTL_READY_DEADLINE=$((SECONDS + EVALCTL_READY_TIMEOUT))
-evalctl_wait_ready 'http://127.0.0.1:8000/health' || exit
+evalctl_wait_ready "http://127.0.0.1:${EVALCTL_SERVER_PORT}"'/health' || exit
 
 # ---- Evaluation 0: task 0 (gpqa_diamond)
 
@@ -433,7 +435,7 @@ evalctl_eval_0() {
     export EVALCTL_TASK_INDEX='0'
     export EVALCTL_TASK_NAME='gpqa_diamond'
     export EVALCTL_RUN_DIR='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond'
-    export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/chat/completions'
+    export EVALCTL_ENDPOINT_URL="http://127.0.0.1:${EVALCTL_SERVER_PORT}"'/v1/chat/completions'
     export EVALCTL_ENDPOINT_TYPE='chat'
     export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'
     export EVALCTL_RESULTS_DIR='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond/artifacts'

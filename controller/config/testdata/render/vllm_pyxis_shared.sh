@@ -47,6 +47,7 @@ else
 fi
 EVALCTL_JOB_ID=${SLURM_JOB_ID:-local}
 EVALCTL_SRUN=srun
+export EVALCTL_SERVER_PORT=8000
 EVALCTL_TASK_DIRS=('/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond' '/lustre/evals/20261126_130405-3f2a9c01d4e5b677/ifeval' '/lustre/evals/20261126_130405-3f2a9c01d4e5b677/ifeval.2')
 EVALCTL_TASK_DONE=(0 0 0)
 EVALCTL_NODES=()
@@ -406,6 +407,7 @@ for ((evalctl_g = 0; evalctl_g < 1; evalctl_g++)); do
     export EVALCTL_INSTANCE="${evalctl_g}"
     export EVALCTL_MASTER_NODE="${EVALCTL_INSTANCE_HEAD}"
     export NODES_PER_INSTANCE=1
+    export EVALCTL_SERVER_PORT="${EVALCTL_SERVER_PORT}"
     export MASTER_IP="${EVALCTL_INSTANCE_IP}"
     export ALL_NODE_IPS="${EVALCTL_INSTANCE_IPS}"
     export EVALCTL_RESULTS_DIR='/results'
@@ -421,7 +423,7 @@ for ((evalctl_g = 0; evalctl_g < 1; evalctl_g++)); do
       --container-image='vllm/vllm-openai:v0.10.1' \
       --container-mounts='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/artifacts:/results,/lustre/ckpt/llama:/checkpoint:ro,/lustre/hf_home:/root/.cache/huggingface' \
       --no-container-mount-home \
-      --container-env=HF_TOKEN,VLLM_LOGGING_LEVEL,EVALCTL_INSTANCE,EVALCTL_MASTER_NODE,NODES_PER_INSTANCE,MASTER_IP,ALL_NODE_IPS,EVALCTL_RESULTS_DIR,EVALCTL_CHECKPOINT_DIR \
+      --container-env=HF_TOKEN,VLLM_LOGGING_LEVEL,EVALCTL_INSTANCE,EVALCTL_MASTER_NODE,NODES_PER_INSTANCE,EVALCTL_SERVER_PORT,MASTER_IP,ALL_NODE_IPS,EVALCTL_RESULTS_DIR,EVALCTL_CHECKPOINT_DIR \
       bash -c "${EVALCTL_SERVER_DRIVER}" evalctl-server \
       '' \
       'vllm serve /checkpoint --tensor-parallel-size=8 --pipeline-parallel-size=1 --data-parallel-size=1 --port 8000 --trust-remote-code --served-model-name llama-3.1-8b-instruct --gpu-memory-utilization 0.95'
@@ -435,7 +437,7 @@ done
 evalctl_job_phase waiting_for_endpoint
 EVALCTL_READY_TIMEOUT=9000
 EVALCTL_READY_DEADLINE=$((SECONDS + EVALCTL_READY_TIMEOUT))
-evalctl_wait_ready 'http://127.0.0.1:8000/health' || exit
+evalctl_wait_ready "http://127.0.0.1:${EVALCTL_SERVER_PORT}"'/health' || exit
 
 # ---- Evaluation 0: task 0 (gpqa_diamond)
 
@@ -452,7 +454,7 @@ evalctl_eval_0() {
     export EVALCTL_TASK_INDEX='0'
     export EVALCTL_TASK_NAME='gpqa_diamond'
     export EVALCTL_RUN_DIR='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond'
-    export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/chat/completions'
+    export EVALCTL_ENDPOINT_URL="http://127.0.0.1:${EVALCTL_SERVER_PORT}"'/v1/chat/completions'
     export EVALCTL_ENDPOINT_TYPE='chat'
     export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'
     export EVALCTL_RESULTS_DIR='/results'
@@ -500,7 +502,7 @@ evalctl_eval_1() {
     export EVALCTL_TASK_INDEX='1'
     export EVALCTL_TASK_NAME='ifeval'
     export EVALCTL_RUN_DIR='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/ifeval'
-    export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/chat/completions'
+    export EVALCTL_ENDPOINT_URL="http://127.0.0.1:${EVALCTL_SERVER_PORT}"'/v1/chat/completions'
     export EVALCTL_ENDPOINT_TYPE='chat'
     export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'
     export EVALCTL_RESULTS_DIR='/results'
@@ -546,7 +548,7 @@ evalctl_eval_2() {
     export EVALCTL_TASK_INDEX='2'
     export EVALCTL_TASK_NAME='ifeval'
     export EVALCTL_RUN_DIR='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/ifeval.2'
-    export EVALCTL_ENDPOINT_URL='http://127.0.0.1:8000/v1/chat/completions'
+    export EVALCTL_ENDPOINT_URL="http://127.0.0.1:${EVALCTL_SERVER_PORT}"'/v1/chat/completions'
     export EVALCTL_ENDPOINT_TYPE='chat'
     export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'
     export EVALCTL_RESULTS_DIR='/results'

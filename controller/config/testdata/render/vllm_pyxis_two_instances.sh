@@ -47,6 +47,7 @@ else
 fi
 EVALCTL_JOB_ID=${SLURM_JOB_ID:-local}
 EVALCTL_SRUN=srun
+export EVALCTL_SERVER_PORT=8000
 EVALCTL_TASK_DIRS=()
 EVALCTL_TASK_DONE=()
 EVALCTL_NODES=()
@@ -392,6 +393,7 @@ for ((evalctl_g = 0; evalctl_g < 2; evalctl_g++)); do
     export EVALCTL_INSTANCE="${evalctl_g}"
     export EVALCTL_MASTER_NODE="${EVALCTL_INSTANCE_HEAD}"
     export NODES_PER_INSTANCE=2
+    export EVALCTL_SERVER_PORT="${EVALCTL_SERVER_PORT}"
     export MASTER_IP="${EVALCTL_INSTANCE_IP}"
     export ALL_NODE_IPS="${EVALCTL_INSTANCE_IPS}"
     export EVALCTL_RESULTS_DIR='/results'
@@ -408,7 +410,7 @@ for ((evalctl_g = 0; evalctl_g < 2; evalctl_g++)); do
       --container-image='vllm/vllm-openai:v0.10.1' \
       --container-mounts='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond/artifacts:/results,/lustre/ckpt/llama:/checkpoint:ro,/lustre/hf_home:/root/.cache/huggingface' \
       --no-container-mount-home \
-      --container-env=HF_TOKEN,VLLM_LOGGING_LEVEL,EVALCTL_INSTANCE,EVALCTL_MASTER_NODE,NODES_PER_INSTANCE,MASTER_IP,ALL_NODE_IPS,EVALCTL_RESULTS_DIR,EVALCTL_CHECKPOINT_DIR \
+      --container-env=HF_TOKEN,VLLM_LOGGING_LEVEL,EVALCTL_INSTANCE,EVALCTL_MASTER_NODE,NODES_PER_INSTANCE,EVALCTL_SERVER_PORT,MASTER_IP,ALL_NODE_IPS,EVALCTL_RESULTS_DIR,EVALCTL_CHECKPOINT_DIR \
       bash -c "${EVALCTL_SERVER_DRIVER}" evalctl-server \
       '' \
       'vllm serve /checkpoint --tensor-parallel-size=8 --pipeline-parallel-size=1 --data-parallel-size=1 --port 8000 --trust-remote-code --served-model-name llama-3.1-8b-instruct --gpu-memory-utilization 0.95'
@@ -424,7 +426,7 @@ EVALCTL_READY_TIMEOUT=1800
 EVALCTL_READY_DEADLINE=$((SECONDS + EVALCTL_READY_TIMEOUT))
 evalctl_urls=()
 for evalctl_head in "${EVALCTL_INSTANCE_HEADS[@]}"; do
-  evalctl_urls+=("http://${evalctl_head}:8000"'/health')
+  evalctl_urls+=("http://${evalctl_head}:${EVALCTL_SERVER_PORT}"'/health')
 done
 evalctl_wait_ready "${evalctl_urls[@]}" || exit
 

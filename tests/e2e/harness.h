@@ -1,0 +1,249 @@
+// Harness of the end-to-end tests: the real evalctl-controller, evalctl-agent and evalctl
+// binaries against the real local Slurm cluster (deploy/dev/cluster.sh).
+//
+//   E2eEnv env;                                  // a fresh temp root for this test
+//   ASSERT_TRUE(env.StartController().ok());     // 127.0.0.1:<free port>, own state dir
+//   ASSERT_TRUE(env.StartAgent().ok());          // --cluster <unique name>, own state dir
+//   RunConfig config;
+//   config.tasks.push_back({.name = "t0", .command = SucceedingCommand("t0", 2)});
+//   auto inv = env.Submit(config);               // through the C++ client library
+//   auto done = env.WaitFinished(inv->id(), absl::Minutes(2));
+//
+// Every test gets its own root directory (controller and agent state, run directories, configs,
+// process logs), its own controller port, its own cluster name and its own Slurm job-name prefix,
+// so tests may run in parallel. The destructor kills what it started (SIGKILL) and cancels every
+// Slurm job whose name carries the test's prefix, also when the test failed; the root directory
+// is removed when the test passed and kept (its path printed) when it failed.
+//
+// Controller and agent run as child processes (fork + exec, output to a log file, killed with
+// the test process through PR_SET_PDEATHSIG). `KillController`/`KillAgent` send SIGKILL and
+// `Restart*` start them again with the same state directory (and port).
+//
+// Not thread-safe: one test thread drives it (watch streams may be read on other threads).
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "clients/cpp/client.h"
+#include "evalctl/v1/eval_service.pb.h"
+#include "gtest/gtest.h"
+#include "tests/slurm/slurm_test_util.h"
+
+namespace evalctl::e2e {
+
+namespace v1 = ::evalctl::v1;
+
+// A long-lived child process whose stdout and stderr go to a file.
+class ChildProcess {
+ public:
+  // `env` is set in (or replaces a value of) this process's environment; names in `unset` are
+  // removed from it.
+  static absl::StatusOr<std::unique_ptr<ChildProcess>> Start(
+      const std::vector<std::string>& argv, const std::string& log_path,
+      const std::vector<std::pair<std::string, std::string>>& env = {},
+      const std::vector<std::string>& unset = {});
+  ~ChildProcess();  // SIGKILL if still running
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // False once the process has exited (it is reaped then).
+  bool Running();
+  // Sends `signal` and waits until the process is gone.
+  void Kill(int signal);
+
+ private:
+  explicit ChildProcess(pid_t pid) : pid_(pid) {}
+  pid_t pid_;
+  bool reaped_ = false;
+};
+
+struct TaskConfig {
+  std::string name;
+  // A bash snippet; it must not contain "${" (the config loader would read it as an
+  // interpolation): write $VAR instead of ${VAR}.
+  std::string command;
+  // evaluation.tasks[].env_vars (e.g. {"MY_SECRET", "host:E2E_SECRET"}).
+  std::vector<std::pair<std::string, std::string>> env_vars;
+};
+
+struct RunConfig {
+  std::string partition = "debug";
+  // sbatch_extra_flags.nodelist; empty leaves it out.
+  std::string nodelist = "node1";
+  std::string walltime = "00:10:00";
+  // execution.max_walltime; empty keeps the default.
+  std::string max_walltime;
+  std::optional<int> max_attempts;
+  std::optional<int> pre_timeout_signal_seconds;
+  std::vector<TaskConfig> tasks;
+};
+
+// Snippets for task commands.
+// Writes results.yml (nemo-evaluator layout, acc = `value`) and the progress file, after
+// printing "e2e task <name> says hello" and sleeping `seconds`.
+std::string SucceedingCommand(const std::string& name, int seconds, double value = 0.9);
+// The results.yml write alone.
+std::string WriteResultsCommand(const std::string& name, double value = 0.9);
+
+// One record of `sacct -X -D` for a job.
+struct SacctRecord {
+  std::string job_id;
+  std::string name;
+  std::string state;  // "CANCELLED by 0" -> "CANCELLED"
+  std::string partition;
+  std::string node_list;
+  absl::Time start = absl::InfinitePast();  // InfinitePast: never started ("Unknown"/"None")
+  absl::Time end = absl::InfinitePast();
+};
+// Every job (and requeued instance) with exactly this name, submitted since `since`.
+std::vector<SacctRecord> SacctByName(const std::string& name, absl::Time since);
+std::vector<SacctRecord> SacctByJob(const std::string& job_id);
+// Active jobs (squeue) with this exact name: "id STATE" strings.
+std::vector<std::string> SqueueByName(const std::string& name);
+
+// Output of a CLI run.
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+class E2eEnv {
+ public:
+  E2eEnv();
+  ~E2eEnv();
+  E2eEnv(const E2eEnv&) = delete;
+  E2eEnv& operator=(const E2eEnv&) = delete;
+
+  // --- processes
+  // Starts the controller on a free loopback port (the first time) or on the port it had.
+  absl::Status StartController(const std::vector<std::pair<std::string, std::string>>& env = {});
+  void KillController();  // SIGKILL
+  absl::Status RestartController() { return StartController(controller_env_); }
+  // Starts the agent and waits until the controller lists its cluster as connected.
+  absl::Status StartAgent(const std::vector<std::pair<std::string, std::string>>& env = {});
+  void KillAgent();  // SIGKILL
+  absl::Status RestartAgent() { return StartAgent(agent_env_); }
+  // Waits until the controller lists the agent's cluster as connected.
+  absl::Status WaitAgentConnected(absl::Duration timeout);
+  bool controller_running();
+  bool agent_running();
+
+  // --- names and places
+  const std::string& root() const { return root_; }
+  const std::string& cluster() const { return cluster_; }
+  std::string controller_address() const;
+  std::string controller_state_dir() const { return root_ + "/controller"; }
+  std::string agent_state_dir() const { return root_ + "/agent"; }
+  std::string output_dir() const { return root_ + "/runs"; }
+  std::string controller_log() const { return root_ + "/logs/controller.log"; }
+  std::string agent_log() const { return root_ + "/logs/agent.log"; }
+  // Prefix of every Slurm job name of this test: "<account>-<subproject>.".
+  std::string job_name_prefix() const;
+  // The Slurm job name of a task's attempt.
+  std::string JobName(const v1::Task& task, int attempt) const;
+  absl::Time started() const { return started_; }
+
+  // --- configs and the controller
+  // Writes the YAML of `config` into the test's config directory; returns its path.
+  absl::StatusOr<std::string> WriteConfig(const RunConfig& config);
+  // The client of the running controller (a fresh channel after each controller start).
+  client::Client& client() { return *client_; }
+  // Writes the config and submits it through the C++ client library.
+  absl::StatusOr<v1::Invocation> Submit(const RunConfig& config);
+  absl::StatusOr<v1::Invocation> Get(const std::string& invocation_id);
+  absl::StatusOr<v1::Task> GetTask(const std::string& task_id);
+  // Polls GetInvocation until every task is terminal.
+  absl::StatusOr<v1::Invocation> WaitFinished(const std::string& invocation_id,
+                                              absl::Duration timeout);
+  // Polls GetTask until `done(task)` holds; returns the last task seen on timeout, as an error.
+  absl::StatusOr<v1::Task> WaitTask(const std::string& task_id,
+                                    const std::function<bool(const v1::Task&)>& done,
+                                    absl::Duration timeout);
+  // Every event of an invocation from `after` on, until the stream ends (all tasks terminal and
+  // sent) or `timeout`.
+  absl::StatusOr<std::vector<v1::WatchInvocationResponse>> WatchAll(
+      const std::string& invocation_id, uint64_t after, absl::Duration timeout);
+  // The whole log of a task's attempt (0 = newest) through StreamLogs.
+  absl::StatusOr<std::string> ReadLog(const std::string& task_id, v1::LogKind kind,
+                                      int attempt = 0);
+
+  // Runs `evalctl --controller <address> args...` with `env` added to its environment.
+  CliResult Cli(const std::vector<std::string>& args,
+                const std::vector<std::pair<std::string, std::string>>& env = {},
+                absl::Duration timeout = absl::Seconds(60));
+
+  // Cancels every active Slurm job of this test (by name prefix).
+  void CancelSlurmJobs();
+
+ private:
+  absl::Status Connect();
+
+  std::string root_;
+  std::string test_name_;
+  std::string subproject_;
+  std::string cluster_;
+  absl::Time started_;
+  int port_ = 0;
+  std::unique_ptr<ChildProcess> controller_;
+  std::unique_ptr<ChildProcess> agent_;
+  std::vector<std::pair<std::string, std::string>> controller_env_;
+  std::vector<std::pair<std::string, std::string>> agent_env_;
+  std::unique_ptr<client::Client> client_;
+  int config_count_ = 0;
+};
+
+// Files under `dir` (recursively) whose content holds `needle`, skipping paths for which
+// `skip(path)` is true.
+std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle,
+                                         const std::function<bool(const std::string&)>& skip = {});
+std::string ReadFileOrEmpty(const std::string& path);
+
+// "TIMEOUT" etc. for a task's attempt `n` (1-based) as the controller has it.
+const v1::Attempt* AttemptOf(const v1::Task& task, int number);
+const v1::Task* TaskNamed(const v1::Invocation& inv, const std::string& name);
+absl::Time ToTime(const google::protobuf::Timestamp& ts);
+
+// Fails the test (fatally) unless `expr`, an absl::Status or StatusOr, is OK.
+#define E2E_ASSERT_OK(expr)                                    \
+  do {                                                         \
+    const auto& e2e_result_ = (expr);                          \
+    ASSERT_TRUE(::evalctl::e2e::internal::Ok(e2e_result_))     \
+        << ::evalctl::e2e::internal::StatusOf(e2e_result_);    \
+  } while (0)
+
+namespace internal {
+inline bool Ok(const absl::Status& s) { return s.ok(); }
+template <typename T>
+bool Ok(const absl::StatusOr<T>& s) { return s.ok(); }
+inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+absl::Status StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
+}  // namespace internal
+
+// A test with the cluster checked (failing loudly when it is down), a controller and an agent.
+class E2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ::evalctl::testing::RequireCluster();
+    if (HasFatalFailure()) return;
+    E2E_ASSERT_OK(env_.StartController());
+    E2E_ASSERT_OK(env_.StartAgent());
+  }
+
+  E2eEnv env_;
+};
+
+}  // namespace evalctl::e2e
