@@ -485,6 +485,13 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
                               results.status().message()),
                  events);
         }
+      } else if (kind == Kind::kFailed && a->has_exit_code() && a->exit_code() == 123 &&
+                 !t.cancel_requested()) {
+        // The job script's "interrupted" code: the harness stopped at the pre-timeout warning
+        // (or left nemo-evaluator's interrupted marker) before the time limit ended the job.
+        ResumeOrExhaust(e, v1::RESUME_REASON_TIMEOUT,
+                        absl::StrCat("job ", job, " stopped at the pre-timeout warning (exit 123)"),
+                        events);
       } else if (kind == Kind::kFailed) {
         std::string why = absl::StrCat("job ", job, " ended ", info.state);
         if (a->has_exit_code()) absl::StrAppend(&why, ": ", ExplainExit(a->exit_code()));

@@ -186,6 +186,18 @@ TEST_F(TaskManagerTest, ResumableEndingsStartANewAttemptAfterThePrevious) {
   EXPECT_EQ(Get(0).state(), v1::TASK_STATE_SUCCEEDED);
 }
 
+TEST_F(TaskManagerTest, InterruptedBeforeTheTimeLimitIsResumed) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  // The harness saved its state at the pre-timeout USR1 and stopped: the script exits 123.
+  ASSERT_TRUE(slurm_->FailJob(JobOf(0, 1), 123).ok());
+  Step();
+  v1::Task t = Get(0);
+  ASSERT_EQ(t.attempts_size(), 2) << t.reason();
+  EXPECT_EQ(t.attempts(1).resume_reason(), v1::RESUME_REASON_TIMEOUT);
+  EXPECT_THAT(t.reason(), HasSubstr("pre-timeout warning"));
+}
+
 TEST_F(TaskManagerTest, SlurmsOwnRequeueIsANewAttemptOfTheSameJob) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   Step();

@@ -362,6 +362,10 @@ void ReadExecution(Reader& r, Execution& e) {
   }
   e.pre_timeout_signal_seconds =
       r.Bounded("execution.pre_timeout_signal_seconds", 120, 0, 65535);
+  if (e.pre_timeout_signal_seconds > 0 && e.pre_timeout_signal_seconds >= e.walltime_seconds) {
+    // A warning due before the job starts would stop every attempt at once.
+    e.pre_timeout_signal_seconds = static_cast<int>(e.walltime_seconds / 2);
+  }
   e.mpi = r.String("execution.mpi");
   if (const Node* g = r.Get("execution.evaluation_gpu_visible")) {
     auto b = g->AsBool();

@@ -39,9 +39,10 @@ using layout::kResultsFile;
 inline constexpr int kExitSetupFailed = 120;      // run directory, srun, nodes, secrets, curl
 inline constexpr int kExitServerDied = 121;       // a server (or haproxy) step ended before ready
 inline constexpr int kExitEndpointTimeout = 122;  // not ready within endpoint_readiness_timeout
-// SIGTERM reached the job (cancel, preemption, time limit), or the harness left
-// artifacts/.nemo_evaluator_interrupted during this attempt (e.g. it saved its state on USR1 and
-// stopped): the evaluation did not finish.
+// SIGTERM reached the job (cancel, preemption, time limit), the evaluation exited non-zero after
+// the pre-timeout USR1 (it saved its state and stopped), or the harness left
+// artifacts/.nemo_evaluator_interrupted during this attempt: the evaluation did not finish. The
+// agent resumes a job that ends FAILED with this code, like a time-limit ending.
 inline constexpr int kExitInterrupted = 123;
 inline constexpr int kExitEvalCodeOutOfRange = 125;
 

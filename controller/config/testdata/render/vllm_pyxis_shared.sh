@@ -60,6 +60,7 @@ EVALCTL_STEP_RC=0
 EVALCTL_TASK_CODE=0
 EVALCTL_MARKER_BEFORE=absent
 EVALCTL_TERMINATED=0
+EVALCTL_WARNED=0
 EVALCTL_TORN_DOWN=0
 EVALCTL_JOB_EXIT=0
 EVALCTL_SERVER_DRIVER='evalctl_pre=$1
@@ -223,13 +224,14 @@ evalctl_marker() {
 }
 
 # evalctl_task_code DIR RC: sets EVALCTL_TASK_CODE, the job exit code for an evaluation that ended
-# with RC: 123 when it was interrupted (a termination signal, or an interrupted
-# marker written during this evaluation), 125 for RC >= 120 (sacct shows exit codes
-# modulo 128), RC otherwise.
+# with RC: 123 when it was interrupted (a termination signal, a non-zero exit after
+# the pre-timeout warning — the harness saved its state and stopped —, or an interrupted marker
+# written during this evaluation), 125 for RC >= 120 (sacct shows exit codes
+# modulo 128), RC otherwise. The agent resumes a job that ends with 123.
 evalctl_task_code() {
   local marker
   marker=$(evalctl_marker "$1")
-  if (( EVALCTL_TERMINATED )); then
+  if (( EVALCTL_TERMINATED )) || (( EVALCTL_WARNED && $2 != 0 )); then
     EVALCTL_TASK_CODE=123
   elif [[ "${marker}" != absent && "${marker}" != "${EVALCTL_MARKER_BEFORE}" ]]; then
     EVALCTL_TASK_CODE=123
@@ -267,6 +269,7 @@ evalctl_on_exit() {
 # Slurm sends USR1 (--signal=B:USR1@N) to this shell only: the evaluation step gets it from here,
 # so that the harness can save its state before the time limit.
 evalctl_on_usr1() {
+  EVALCTL_WARNED=1
   if [[ -n "${EVALCTL_EVAL_PID}" ]]; then
     evalctl_log "got USR1 (the time limit is near): forwarding it to the evaluation step"
     evalctl_signal_step USR1 "${EVALCTL_EVAL_PID}" || true
