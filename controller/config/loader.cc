@@ -1,5 +1,6 @@
 #include "controller/config/loader.h"
 
+#include <algorithm>
 #include <regex>
 #include <set>
 
@@ -39,8 +40,12 @@ bool IsSafeTaskName(absl::string_view s) {
 // Collects every problem, so the user sees all of them at once.
 class Problems {
  public:
+  // The same problem (e.g. in an env_vars map every task inherits) is reported once.
   void Add(const Node* node, const std::string& path, const std::string& message) {
-    errors_.push_back(node ? Located(*node, path, message) : JoinPath(path, message));
+    std::string text = node ? Located(*node, path, message) : JoinPath(path, message);
+    if (std::find(errors_.begin(), errors_.end(), text) == errors_.end()) {
+      errors_.push_back(std::move(text));
+    }
   }
   std::vector<std::string>& list() { return errors_; }
   bool empty() const { return errors_.empty(); }
