@@ -1,5 +1,8 @@
 #include "clients/cpp/client.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -196,6 +199,13 @@ std::unique_ptr<grpc::ClientContext> Client::NewContext(absl::Duration timeout) 
   }
   if (!options_.token.empty()) {
     context->AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
+  } else {
+    // Without a token, a loopback-only insecure controller takes the caller's name from here.
+    static const std::string* user = [] {
+      const passwd* pw = ::getpwuid(::getuid());
+      return new std::string(pw != nullptr && pw->pw_name != nullptr ? pw->pw_name : "anonymous");
+    }();
+    context->AddMetadata("x-evalctl-user", *user);
   }
   return context;
 }
