@@ -21,6 +21,7 @@ protobuf-compiler-grpc).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -86,10 +87,10 @@ def rewrite_imports(source: str) -> str:
 
 def _grpc_tools_command() -> Optional[List[str]]:
     try:
-        import grpc_tools  # noqa: F401
+        found = importlib.util.find_spec("grpc_tools.protoc") is not None
     except ImportError:
-        return None
-    return [sys.executable, "-m", "grpc_tools.protoc"]
+        found = False
+    return [sys.executable, "-m", "grpc_tools.protoc"] if found else None
 
 
 def _grpc_tools_include() -> List[str]:

@@ -16,7 +16,7 @@ modules, for direct use with Client.stub).
 """
 
 try:
-    from . import v1 as _v1  # noqa: F401  (the generated stubs)
+    from . import v1  # the generated stubs
 except ModuleNotFoundError as e:  # pragma: no cover - a source checkout without a build
     if e.name != f"{__name__}.v1":
         raise
@@ -38,6 +38,7 @@ from .types import (Attempt, Cluster, Event, EventKind, Invocation, Phase, Plan,
 __version__ = "0.1.0"
 
 __all__ = [
+    "v1",
     "Client",
     "DEFAULT_CONTROLLER",
     "new_request_id",

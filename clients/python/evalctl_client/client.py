@@ -12,9 +12,10 @@
 Ids: wherever a method takes an `id`, any unique prefix of an invocation id works, and
 `<invocation>.<index>` (or a prefix of it) names a task.
 
-Every unary call has a deadline (`timeout`, 10 s by default); streams first wait for a connection
-for at most `timeout`, then run without a deadline. A controller that cannot be reached raises
-ControllerUnreachableError naming the address and the cause, within `timeout` and usually at once.
+Every unary call has a deadline (`timeout`, 10 s by default). Streams (watch, logs) first check
+that the controller answers (the standard gRPC health check, within `timeout`), then run without
+a deadline. A controller that cannot be reached raises ControllerUnreachableError naming the
+address and the cause: at once when the connection is refused, else within `timeout`.
 
 Thread-safety: a Client may be shared by threads; each generator returned by watch() or logs() is
 consumed by one thread.
@@ -25,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -158,8 +158,8 @@ class Client:
         `controller:` in ~/.config/evalctl/config.yaml, then 127.0.0.1:50051.
       token: bearer token, sent as `authorization: Bearer <token>`. Default: $EVALCTL_TOKEN; ""
         sends none. Never logged.
-      timeout: seconds: the deadline of each unary call, and how long a stream waits for the
-        connection.
+      timeout: seconds: the deadline of each unary call, and of the health check that precedes
+        each stream.
       root_certificates: PEM of the CAs that sign the controller's certificate (bytes, PEM text or
         a file path). Giving it, or `tls=True`, makes the channel TLS (`tls=True` alone verifies
         with the system's roots). Without TLS the channel is plaintext: the controller's
@@ -168,8 +168,8 @@ class Client:
       user: the user name sent as `x-evalctl-user` on a plaintext channel, which the insecure
         controller takes as the caller. Default: the local user.
       options: more gRPC channel options, e.g. (("grpc.enable_retries", 0),).
-      channel: use this channel instead of creating one (then the TLS arguments are ignored and
-        close() leaves it open).
+      channel: use this channel instead of creating one (then the TLS arguments are ignored,
+        `x-evalctl-user` is sent unless tls=True, and close() leaves the channel open).
     """
 
     def __init__(self, target: Optional[str] = None, token: Optional[str] = None,
@@ -210,24 +210,24 @@ class Client:
                 channel = grpc.insecure_channel(self.target, options=opts)
         self._channel = channel
         self._stub = pb_grpc.EvalServiceStub(channel)
-        # The channel's connectivity, to tell a controller that was never reached from one that
-        # answered with an error.
-        self._state = grpc.ChannelConnectivity.IDLE
-        self._state_changed = threading.Condition()
-        self._channel.subscribe(self._on_state, try_to_connect=False)
+        # The standard health service, which evalctl-controller serves: streams check the
+        # connection with it first (see _open_stream).
+        self._health_check = channel.unary_unary(
+            "/grpc.health.v1.Health/Check", request_serializer=lambda _: b"",
+            response_deserializer=lambda data: data)
+        # Whether the controller ever answered, to tell a controller that was never reached from
+        # one that is slow when a call runs out of time.
+        self._answered = False
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
-        """Releases the channel; calls afterwards fail. Open streams are cancelled."""
+        """Releases the channel (unless it was passed in): open streams are cancelled and calls
+        afterwards fail. Idempotent."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self._channel.unsubscribe(self._on_state)
-        except Exception:  # pragma: no cover - already gone
-            pass
         if self._own_channel:
             self._channel.close()
 
@@ -472,17 +472,6 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _on_state(self, state: Optional[grpc.ChannelConnectivity]) -> None:
-        """Connectivity callback; None only wakes up waiters (a call finished)."""
-        with self._state_changed:
-            if state is not None:
-                self._state = state
-            self._state_changed.notify_all()
-
-    def _reached(self) -> bool:
-        with self._state_changed:
-            return self._state == grpc.ChannelConnectivity.READY
-
     def _check_open(self) -> None:
         if self._closed:
             raise EvalctlError("the client is closed", target=self.target)
@@ -490,37 +479,43 @@ class Client:
     def _unary(self, method: Callable[..., _R], request: Any) -> _R:
         self._check_open()
         try:
-            return method(request, metadata=self._metadata, timeout=self.timeout)
+            response = method(request, metadata=self._metadata, timeout=self.timeout)
         except grpc.RpcError as e:
             raise self._convert(e, self.timeout) from None
+        self._answered = True
+        return response
 
     def _convert(self, err: grpc.RpcError, timeout: Optional[float]) -> EvalctlError:
         code = err.code() if hasattr(err, "code") else None
-        # UNAVAILABLE: gRPC's own message tells a failed connection from the controller's answer
-        # (the state callback may lag behind a call that failed at once). DEADLINE_EXCEEDED: the
-        # controller was not reached when the channel is not connected.
-        reached = self._reached() if code == grpc.StatusCode.DEADLINE_EXCEEDED else True
+        if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            self._answered = True
+        # UNAVAILABLE: gRPC's message tells a failed connection from the controller's own answer.
+        # DEADLINE_EXCEEDED: "cannot reach" while the controller never answered this client.
+        reached = self._answered if code == grpc.StatusCode.DEADLINE_EXCEEDED else True
         return errors.from_rpc_error(err, target=self.target, timeout=timeout, reached=reached)
 
     def _open_stream(self, method: Callable[..., Any], request: Any,
                      limit: Optional[float]) -> Any:
-        """Starts a server-streaming call (which makes the channel connect) and waits until the
-        channel is connected, at most `timeout` (or `limit` when shorter), so that a controller
-        that does not answer fails here rather than hanging the stream. When the channel fails to
-        connect, the call fails at once with gRPC's reason. The stream itself gets a deadline only
-        from `limit`."""
+        """Starts a server-streaming call once the controller answers a health check (within
+        `timeout`, or `limit` when shorter), so that a controller that cannot be reached fails
+        here rather than hanging the stream. The stream itself gets a deadline only from
+        `limit`."""
         self._check_open()
         wait = self.timeout if limit is None else min(self.timeout, limit)
-        call = method(request, metadata=self._metadata, timeout=limit)
-        call.add_done_callback(lambda _: self._on_state(None))
-        end = time.monotonic() + wait
-        with self._state_changed:
-            while self._state not in (grpc.ChannelConnectivity.READY,
-                                      grpc.ChannelConnectivity.TRANSIENT_FAILURE,
-                                      grpc.ChannelConnectivity.SHUTDOWN) and not call.done():
-                left = end - time.monotonic()
-                if left <= 0:
-                    call.cancel()
-                    raise errors.unreachable(self.target, f"no connection within {wait:g}s")
-                self._state_changed.wait(min(left, 0.5))
-        return call
+        try:
+            self._health_check(None, metadata=self._metadata, timeout=wait)
+        except grpc.RpcError as e:
+            code = e.code()
+            details = e.details() or ""
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                if limit is not None and limit <= self.timeout:
+                    raise self._convert(e, limit) from None
+                raise errors.unreachable(self.target, f"no answer within {wait:g}s", code,
+                                         details) from None
+            if code == grpc.StatusCode.UNAVAILABLE and errors.looks_like_transport_failure(details):
+                raise errors.unreachable(self.target, errors.connect_failure_cause(details), code,
+                                         details) from None
+            # Anything else (UNIMPLEMENTED from a server without the health service, ...) came
+            # from the server: it is reachable; the call itself reports its own errors.
+        self._answered = True
+        return method(request, metadata=self._metadata, timeout=limit)

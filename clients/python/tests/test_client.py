@@ -399,6 +399,28 @@ class ConnectionTest(unittest.TestCase):
                 self.assertIsInstance(cm.exception, UnavailableError)
                 self.assertIsInstance(cm.exception, EvalctlError)
 
+    def test_a_server_that_never_answers_fails_within_the_timeout(self):
+        # Accepts TCP connections but never speaks HTTP/2: the channel stays CONNECTING.
+        import socket
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        accepted = []
+        threading.Thread(target=lambda: [accepted.append(listener.accept()) for _ in range(16)],
+                         daemon=True).start()
+        self.addCleanup(lambda: [c.close() for c, _ in accepted])
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        with Client(address, timeout=0.5) as client:
+            for call, cause in ((lambda: client.status("abc"), "no answer within 0.5s"),
+                                (lambda: list(client.watch("abc")), "no answer within 0.5s")):
+                start = time.monotonic()
+                with self.assertRaises(ControllerUnreachableError) as cm:
+                    call()
+                self.assertLess(time.monotonic() - start, 3)
+                self.assertIn(f"cannot reach evalctl-controller at {address} ({cause})",
+                              str(cm.exception))
+
     def test_target_defaults(self):
         with mock.patch.dict(os.environ, {"EVALCTL_CONTROLLER": "ctl.example:6000"}):
             self.assertEqual(Client().target, "ctl.example:6000")
@@ -431,6 +453,24 @@ class ConnectionTest(unittest.TestCase):
         self.assertIn(f"evalctl-controller at {fake.address} rejected the credentials",
                       str(cm.exception))
         self.assertNotIn("wrong", str(cm.exception))
+
+    def test_close_and_garbage_collection_release_the_channel(self):
+        import gc
+        import weakref
+        fake = FakeController.start()
+        self.addCleanup(fake.stop)
+        client = Client(fake.address)
+        client.clusters()
+        client.close()
+        client.close()
+        with self.assertRaisesRegex(EvalctlError, "closed"):
+            client.clusters()
+        dropped = Client(fake.address)
+        dropped.clusters()
+        ref = weakref.ref(dropped)
+        del dropped
+        gc.collect()
+        self.assertIsNone(ref(), "an unclosed Client is still referenced (by its subscription)")
 
     def test_user_header_can_be_set(self):
         fake = FakeController.start()
