@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
@@ -113,7 +114,9 @@ TEST(RunnerComponentTest, PerfectAndHopelessModelsScoreOneAndZeroOnEveryDatasetA
   for (const char* name : {"arithmetic", "unit_conversion", "arithmetic_mc"}) {
     for (const char* route : {"/v1/chat/completions", "/v1/completions"}) {
       SCOPED_TRACE(absl::StrCat(name, " ", route));
-      std::string dir = FreshDir(absl::StrCat("perfect_", name, std::string(1, route[4])));
+      const std::string label =
+          absl::StrCat(name, absl::StrContains(route, "chat") ? "_chat" : "_completions");
+      std::string dir = FreshDir("perfect_" + label);
       RunOutcome right = RunRunner(Options(perfect.url(route), Dataset(name), dir));
       ASSERT_EQ(right.exit_code, kExitOk) << right.message;
       ASSERT_TRUE(right.score.has_value());
@@ -121,7 +124,7 @@ TEST(RunnerComponentTest, PerfectAndHopelessModelsScoreOneAndZeroOnEveryDatasetA
       EXPECT_EQ(right.score->no_answer, 0);
       EXPECT_DOUBLE_EQ(ScoreInResultsYaml(dir, name), 1.0);
 
-      std::string dir0 = FreshDir(absl::StrCat("hopeless_", name, std::string(1, route[4])));
+      std::string dir0 = FreshDir("hopeless_" + label);
       RunOutcome wrong = RunRunner(Options(hopeless.url(route), Dataset(name), dir0));
       ASSERT_EQ(wrong.exit_code, kExitOk) << wrong.message;
       EXPECT_DOUBLE_EQ(wrong.score->value, 0.0);
