@@ -57,6 +57,8 @@ class SqliteStatement {
   int64_t Int(int column) const;
   double Double(int column) const;
   std::string Text(int column) const;
+  // The bytes of a text or blob column without a copy; valid until the next Step or Reset.
+  absl::string_view Bytes(int column) const;
   bool IsNull(int column) const;
 
  private:

@@ -14,7 +14,7 @@ PACKAGES=(
   # local Slurm cluster
   slurm-wlm slurmdbd munge mariadb-server
   # ssh tests, promtool, script checks, fuzzing, utilities
-  openssh-server openssh-client prometheus shellcheck clang libclang-rt-14-dev curl procps
+  openssh-server openssh-client prometheus shellcheck clang libclang-rt-14-dev curl procps jq
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -80,11 +80,13 @@ absl::Status Journal::Init() {
     agent_id_ = absl::StrFormat("agent-%016x", absl::Uniform<uint64_t>(gen));
     RETURN_IF_ERROR(SetMeta("agent_id", agent_id_));
   }
-  if (auto it = meta.find("acked_sequence"); it != meta.end()) {
-    absl::SimpleAtoi(it->second, &acked_sequence_);
-  }
-  if (auto it = meta.find("last_sequence"); it != meta.end()) {
-    absl::SimpleAtoi(it->second, &last_sequence_);
+  // Sequences are never reused: a journal whose counters cannot be read is not guessed at.
+  for (auto [key, value] : {std::pair{"acked_sequence", &acked_sequence_},
+                            std::pair{"last_sequence", &last_sequence_}}) {
+    if (auto it = meta.find(key); it != meta.end() && !absl::SimpleAtoi(it->second, value)) {
+      return absl::DataLossError(absl::StrCat(db_->path(), ": journal meta ", key,
+                                              " is not a number: \"", it->second, "\""));
+    }
   }
   ASSIGN_OR_RETURN(auto count, db_->Prepare("SELECT COUNT(*), COALESCE(MAX(sequence), 0) FROM outbox"));
   ASSIGN_OR_RETURN(bool row, count.Step());

@@ -2,7 +2,8 @@
 //   journal.db  (0600): tasks as the controller sent them (secret values removed), their status
 //               with every attempt and Slurm job id, and the outbox of events not yet
 //               acknowledged by the controller, with per-agent sequence numbers;
-//   secrets.db  (0600): the secret environment values of active tasks, and nothing else.
+//   secrets.db  (0600): the secret environment values of the journal's tasks, and nothing else
+//               (kept after a task ends, so that a manual resume can submit it again).
 //
 // Every state change and the events it produces are committed in one SQLite transaction, so a
 // crash never loses an event or reports one that did not happen.

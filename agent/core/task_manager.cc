@@ -173,6 +173,7 @@ absl::Status TaskManager::Persist(const std::vector<const Entry*>& entries,
     LOG(ERROR) << "journal commit failed: " << committed.status();
     return committed.status();
   }
+  if (options_.on_commit && !committed->empty()) options_.on_commit(*committed);
   return absl::OkStatus();
 }
 

@@ -22,6 +22,7 @@
 // Thread-compatible: the agent drives it from one thread.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -40,6 +41,10 @@ struct TaskManagerOptions {
   absl::Duration visibility_grace = absl::Minutes(3);
   // How many sbatch calls may run at once when many tasks arrive together.
   int submit_parallelism = 4;
+  // Optional: called after each journal commit with the events it committed (with their
+  // sequences), on the thread that drives the TaskManager. For metrics: it must be cheap and must
+  // not call back into the TaskManager.
+  std::function<void(const std::vector<v1::AgentEvent>&)> on_commit;
 };
 
 struct CycleStats {

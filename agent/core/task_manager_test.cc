@@ -186,6 +186,34 @@ TEST_F(TaskManagerTest, ResumableEndingsStartANewAttemptAfterThePrevious) {
   EXPECT_EQ(Get(0).state(), v1::TASK_STATE_SUCCEEDED);
 }
 
+TEST_F(TaskManagerTest, OnCommitHearsEveryCommittedEventOnce) {
+  std::vector<v1::AgentEvent> heard;
+  tm_ = std::make_unique<TaskManager>(
+      TaskManagerOptions{.on_commit =
+                             [&](const std::vector<v1::AgentEvent>& events) {
+                               heard.insert(heard.end(), events.begin(), events.end());
+                             }},
+      slurm_.get(), journal_.get(), &clock_);
+  ASSERT_TRUE(tm_->Recover().ok());
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  ASSERT_TRUE(slurm_->TimeOutJob(JobOf(0, 1)).ok());
+  Step();
+  auto committed = journal_->Pending(0, 100000);
+  ASSERT_TRUE(committed.ok());
+  ASSERT_EQ(heard.size(), committed->size());
+  for (size_t i = 0; i < heard.size(); ++i) {
+    EXPECT_EQ(heard[i].sequence(), (*committed)[i].sequence());
+  }
+  int resumed = 0;
+  for (const v1::AgentEvent& e : heard) {
+    if (e.task().kind() != v1::TaskEvent::KIND_RESUMED) continue;
+    ++resumed;
+    EXPECT_EQ(e.task().attempt().resume_reason(), v1::RESUME_REASON_TIMEOUT);
+  }
+  EXPECT_EQ(resumed, 1);
+}
+
 TEST_F(TaskManagerTest, InterruptedBeforeTheTimeLimitIsResumed) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   Step();

@@ -3,7 +3,9 @@
 #include <thread>
 
 #include "absl/random/random.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "agent/core/run_files.h"
 #include "common/logging.h"
 #include "google/protobuf/util/time_util.h"
@@ -17,18 +19,35 @@ google::protobuf::Timestamp Ts(absl::Time t) {
   return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
 }
 
+// The TaskManager's committed events feed the metrics (submissions, resumes, task states).
+TaskManagerOptions WithMetrics(TaskManagerOptions options, AgentMetrics* metrics) {
+  if (metrics == nullptr) return options;
+  options.on_commit =
+      [metrics, next = std::move(options.on_commit)](const std::vector<v1::AgentEvent>& events) {
+        metrics->EventsCommitted(events);
+        if (next) next(events);
+      };
+  return options;
+}
+
 }  // namespace
 
-AgentRuntime::AgentRuntime(AgentOptions options, SlurmClient* slurm, Journal* journal, Clock* clock)
+AgentRuntime::AgentRuntime(AgentOptions options, SlurmClient* slurm, Journal* journal, Clock* clock,
+                           AgentMetrics* metrics)
     : options_(std::move(options)),
       slurm_(slurm),
       journal_(journal),
       clock_(clock),
-      tasks_(options_.task_manager, slurm, journal, clock) {}
+      metrics_(metrics),
+      tasks_(WithMetrics(options_.task_manager, metrics), slurm, journal, clock) {}
 
 AgentRuntime::~AgentRuntime() = default;
 
 absl::Status AgentRuntime::Run(const std::atomic<bool>* stop) {
+  if (metrics_ != nullptr) {
+    // Recover's own commits then update what is loaded here.
+    if (auto loaded = journal_->LoadTasks(); loaded.ok()) metrics_->TasksLoaded(*loaded);
+  }
   if (absl::Status s = tasks_.Recover(); !s.ok()) return s;
   std::thread core([this, stop] { CoreLoop(stop); });
   std::thread sender([this, stop] { SenderLoop(stop); });
@@ -88,6 +107,7 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
       WakeSender();
     }
     if (absl::Now() < next_cycle) continue;
+    const absl::Time cycle_start = absl::Now();
     CycleStats stats = tasks_.RunCycle();
     tracked_jobs_ = stats.tracked_jobs;
     if (stats.slurm_reachable != slurm_reachable_) {
@@ -109,6 +129,19 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
     interval = stats.changes > 0 ? options_.min_interval
                                  : std::min(interval * 2, options_.max_interval);
     if (stats.tracked_jobs == 0) interval = options_.max_interval;
+    {
+      absl::MutexLock lock(&health_mu_);
+      if (stats.slurm_reachable) {
+        slurm_down_since_ = absl::InfiniteFuture();
+        slurm_error_.clear();
+      } else {
+        if (slurm_down_since_ == absl::InfiniteFuture()) slurm_down_since_ = clock_->Now();
+        slurm_error_ = stats.slurm_error;
+      }
+    }
+    if (metrics_ != nullptr) {
+      metrics_->CycleFinished(absl::Now() - cycle_start, interval, stats.tracked_jobs);
+    }
     next_cycle = absl::Now() + interval;
     WakeSender();
   }
@@ -234,6 +267,7 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
         if (reply.heartbeat_interval_seconds() > 0) heartbeat_seconds_ = reply.heartbeat_interval_seconds();
         wake_ = true;
       }
+      if (metrics_ != nullptr) metrics_->SetStreamConnected(true);
       backoff = options_.min_backoff;
       while (stream->Read(&msg)) {
         if (msg.has_events_ack()) {
@@ -251,6 +285,7 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
       absl::MutexLock lock(&sender_mu_);
       connected_ = false;
     }
+    if (metrics_ != nullptr) metrics_->SetStreamConnected(false);
     {
       absl::MutexLock write(&write_mu_);
       absl::MutexLock lock(&stream_mu_);
@@ -259,6 +294,7 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
       stream_.reset();
     }
     if (stop->load()) break;
+    if (metrics_ != nullptr) metrics_->StreamReconnect();
     // Jittered exponential backoff: [backoff/2, backoff].
     absl::Duration wait = backoff * absl::Uniform(gen, 0.5, 1.0);
     LOG(WARNING) << "stream to " << options_.controller << " ended ("
@@ -270,6 +306,39 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
     }
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
+}
+
+// ---------------------------------------------------------------- health and metrics
+
+AgentRuntime::Health AgentRuntime::CheckHealth() {
+  {
+    absl::MutexLock lock(&sender_mu_);
+    if (!connected_) {
+      return {false, absl::StrCat("not connected to the controller at ", options_.controller)};
+    }
+  }
+  absl::MutexLock lock(&health_mu_);
+  if (slurm_down_since_ != absl::InfiniteFuture()) {
+    std::string error = absl::StrReplaceAll(slurm_error_, {{"\r", " "}, {"\n", " "}});
+    return {false, absl::StrCat("Slurm did not answer in the last tracking cycle: ",
+                                absl::StripAsciiWhitespace(error))};
+  }
+  return {true, "ok"};
+}
+
+void AgentRuntime::RefreshMetrics() {
+  if (metrics_ == nullptr) return;
+  const absl::Time now = clock_->Now();
+  const absl::Time oldest = journal_->oldest_unacked();
+  metrics_->SetOutbox(journal_->outbox_depth(),
+                      oldest == absl::InfiniteFuture() ? absl::ZeroDuration() : now - oldest);
+  {
+    absl::MutexLock lock(&health_mu_);
+    metrics_->SetSlurmUnreachable(slurm_down_since_ == absl::InfiniteFuture()
+                                      ? absl::ZeroDuration()
+                                      : now - slurm_down_since_);
+  }
+  metrics_->RefreshTasks(now);
 }
 
 // ---------------------------------------------------------------- sender

@@ -7,10 +7,10 @@
 //     new events as they are committed, and heartbeats when idle.
 // Log reads (which may wait for a file to grow) run on a small pool of their own.
 //
-//   AgentRuntime runtime(options, &slurm, journal.get(), &clock);
+//   AgentRuntime runtime(options, &slurm, journal.get(), &clock, &metrics);  // metrics optional
 //   runtime.Run(&stop_flag);   // until stop_flag is set
 //
-// Thread-safe for Run/Stop; everything else is internal.
+// Thread-safe for Run, CheckHealth and RefreshMetrics; everything else is internal.
 #pragma once
 
 #include <atomic>
@@ -23,6 +23,7 @@
 #include "absl/time/time.h"
 #include "agent/core/journal.h"
 #include "agent/core/task_manager.h"
+#include "agent/runtime/metrics.h"
 #include "agent/slurm/slurm_client.h"
 #include "common/clock.h"
 #include "common/thread_pool.h"
@@ -49,11 +50,24 @@ struct AgentOptions {
 
 class AgentRuntime {
  public:
-  AgentRuntime(AgentOptions options, SlurmClient* slurm, Journal* journal, Clock* clock);
+  // `metrics` (optional, not owned) gets the runtime's and the TaskManager's metrics.
+  AgentRuntime(AgentOptions options, SlurmClient* slurm, Journal* journal, Clock* clock,
+               AgentMetrics* metrics = nullptr);
   ~AgentRuntime();
 
   // Recovers the journal, then serves until `stop` becomes true.
   absl::Status Run(const std::atomic<bool>* stop);
+
+  // Healthy: the stream to the controller is registered and Slurm answered in the last tracking
+  // cycle. `reason` says why not, in one line.
+  struct Health {
+    bool ok = false;
+    std::string reason;
+  };
+  Health CheckHealth();
+
+  // Sets the gauges that are read on demand (outbox, Slurm outage, tasks by state); for scrapes.
+  void RefreshMetrics();
 
  private:
   void CoreLoop(const std::atomic<bool>* stop);
@@ -69,6 +83,7 @@ class AgentRuntime {
   SlurmClient* slurm_;
   Journal* journal_;
   Clock* clock_;
+  AgentMetrics* metrics_;
   TaskManager tasks_;
   ThreadPool log_pool_{4, "agent-logs"};
 
@@ -92,6 +107,11 @@ class AgentRuntime {
 
   std::atomic<int> tracked_jobs_{0};
   bool slurm_reachable_ = true;
+
+  // What the last tracking cycle saw of Slurm, for CheckHealth and the outage gauge.
+  absl::Mutex health_mu_;
+  absl::Time slurm_down_since_ ABSL_GUARDED_BY(health_mu_) = absl::InfiniteFuture();
+  std::string slurm_error_ ABSL_GUARDED_BY(health_mu_);
 };
 
 }  // namespace evalctl::agent

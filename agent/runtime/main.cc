@@ -10,10 +10,13 @@
 #include "CLI/CLI.hpp"
 #include "agent/core/journal.h"
 #include "agent/runtime/agent_runtime.h"
+#include "agent/runtime/metrics.h"
 #include "agent/slurm/slurm_cli_client.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/metrics_http_server.h"
 #include "common/subprocess.h"
+#include "prometheus/registry.h"
 
 namespace {
 
@@ -55,6 +58,7 @@ int main(int argc, char** argv) {
   bool insecure = false;
   int slurm_timeout_s = 30;
   double min_interval_s = 1, max_interval_s = 30;
+  std::string metrics_listen;
   app.add_option("--controller", options.controller, "host:port of evalctl-controller")
       ->capture_default_str();
   app.add_option("--state-dir", state_dir,
@@ -71,6 +75,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-interval", max_interval_s, "Longest tracking interval when nothing moves")
       ->capture_default_str();
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port to serve Prometheus /metrics and /healthz on over HTTP (host defaults "
+                 "to 127.0.0.1; off when empty)");
   CLI11_PARSE(app, argc, argv);
 
   if (!insecure) {
@@ -83,6 +90,7 @@ int main(int argc, char** argv) {
   options.aliases.push_back(ShortHostname());
   options.min_interval = absl::Seconds(min_interval_s);
   options.max_interval = absl::Seconds(max_interval_s);
+  options.version = EVALCTL_VERSION;
 
   auto journal = evalctl::agent::Journal::Open(state_dir);
   if (!journal.ok()) {
@@ -91,9 +99,30 @@ int main(int argc, char** argv) {
   }
   evalctl::agent::SlurmCliOptions slurm_options;
   slurm_options.timeout = absl::Seconds(slurm_timeout_s);
-  evalctl::agent::SlurmCliClient slurm(slurm_options);
+  evalctl::agent::SlurmCliClient cli(slurm_options);
+  auto registry = std::make_shared<prometheus::Registry>();
+  evalctl::agent::AgentMetrics metrics(*registry, options.version);
+  evalctl::agent::MeteredSlurmClient slurm(&cli, &metrics);
   evalctl::RealClock clock;
-  evalctl::agent::AgentRuntime runtime(options, &slurm, journal->get(), &clock);
+  evalctl::agent::AgentRuntime runtime(options, &slurm, journal->get(), &clock, &metrics);
+  std::unique_ptr<evalctl::MetricsHttpServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    auto started = evalctl::MetricsHttpServer::Start(
+        {.listen = metrics_listen,
+         .registry = registry,
+         .before_scrape = [&runtime] { runtime.RefreshMetrics(); },
+         .routes = {{"/healthz", [&runtime] {
+                       evalctl::agent::AgentRuntime::Health h = runtime.CheckHealth();
+                       return evalctl::HttpResponse{h.ok ? 200 : 503, h.reason + "\n"};
+                     }}}});
+    if (!started.ok()) {
+      std::cerr << "evalctl-agent: " << started.status().message() << "\n";
+      return 1;
+    }
+    metrics_server = *std::move(started);
+    LOG(INFO) << "metrics on http://" << metrics_server->host() << ":" << metrics_server->port()
+              << "/metrics (and /healthz)";
+  }
   signal(SIGTERM, [](int) { g_stop = true; });
   signal(SIGINT, [](int) { g_stop = true; });
   signal(SIGPIPE, SIG_IGN);

@@ -1,7 +1,6 @@
 #include "controller/config/loader.h"
 
 #include <algorithm>
-#include <regex>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -676,12 +675,25 @@ absl::StatusOr<InvocationSpec> LoadInvocation(const LoadRequest& request,
 }
 
 std::vector<std::string> ReferencedEnvironment(const LoadRequest& request) {
-  static const std::regex kPattern(R"((?:oc\.env:\s*|host:\s*)([A-Za-z_][A-Za-z0-9_]*))");
   std::set<std::string> names;
-  auto scan = [&](const std::string& text) {
-    for (auto it = std::sregex_iterator(text.begin(), text.end(), kPattern);
-         it != std::sregex_iterator(); ++it) {
-      names.insert((*it)[1].str());
+  // `oc.env:` or `host:`, optional whitespace, then a variable name ([A-Za-z_][A-Za-z0-9_]*).
+  // Scanned by hand: std::regex recurses once per character it matches, so a long name (30 KB)
+  // overflowed the stack.
+  auto scan = [&](absl::string_view text) {
+    for (absl::string_view prefix : {"oc.env:", "host:"}) {
+      for (size_t pos = text.find(prefix); pos != absl::string_view::npos;
+           pos = text.find(prefix, pos + 1)) {
+        size_t i = pos + prefix.size();
+        while (i < text.size() && absl::ascii_isspace(static_cast<unsigned char>(text[i]))) ++i;
+        const size_t start = i;
+        while (i < text.size() && (absl::ascii_isalnum(static_cast<unsigned char>(text[i])) ||
+                                   text[i] == '_')) {
+          ++i;
+        }
+        if (i > start && !absl::ascii_isdigit(static_cast<unsigned char>(text[start]))) {
+          names.insert(std::string(text.substr(start, i - start)));
+        }
+      }
     }
   };
   scan(request.yaml);

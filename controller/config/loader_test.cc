@@ -191,6 +191,18 @@ TEST(LoadInvocationTest, ReferencedEnvironmentFindsEveryForm) {
   }
 }
 
+// Found by tests/fuzz: std::regex overflowed the stack on a 30 KB variable name (the CLI crashed).
+TEST(LoadInvocationTest, ReferencedEnvironmentReadsLongInput) {
+  LoadRequest req;
+  const std::string long_name = "V" + std::string(1 << 20, 'x');
+  req.yaml = absl::StrCat("a: host:", long_name, "\nb: ${oc.env:", std::string(1 << 20, ' '),
+                          "SPACED}\nc: host:9digit\nd: host:\n");
+  std::vector<std::string> names = ReferencedEnvironment(req);
+  EXPECT_THAT(names, ::testing::Contains(long_name));
+  EXPECT_THAT(names, ::testing::Contains("SPACED"));
+  EXPECT_THAT(names, Not(::testing::Contains("9digit")));
+}
+
 // Bad input: each case names the key path and says what is wrong.
 struct BadCase {
   std::string name;

@@ -108,8 +108,16 @@ void ApplyEventToTask(const v1::TaskEvent& event, v1::Task& task) {
   *task.mutable_updated_time() = event.time();
 }
 
-ControllerCore::ControllerCore(ControllerOptions options, Store* store, Clock* clock)
-    : options_(options), store_(store), clock_(clock) {}
+ControllerCore::ControllerCore(ControllerOptions options, Store* store, Clock* clock,
+                               CoreMetrics* metrics)
+    : options_(options), store_(store), clock_(clock), metrics_(metrics) {
+  static CoreMetrics kNoMetrics;
+  if (metrics_ == nullptr) metrics_ = &kNoMetrics;
+  // Command ids must not repeat across restarts: a late answer to a command sent before a restart
+  // would otherwise match a new one. Start from the clock (microseconds), which only grows.
+  absl::MutexLock lock(&mu_);
+  next_command_id_ = static_cast<uint64_t>(absl::ToUnixMicros(clock_->Now()));
+}
 
 // ---------------------------------------------------------------- access and lookup
 
@@ -307,6 +315,7 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     }
   }
   RETURN_IF_ERROR(created);
+  metrics_->InvocationSubmitted(static_cast<int>(spec.tasks.size()));
   LOG(INFO) << "invocation=" << id << " owner=" << caller.user << " tasks=" << spec.tasks.size()
             << " cluster=" << cluster.name() << " agent=" << agent_id;
   {
@@ -464,6 +473,7 @@ absl::StatusOr<v1::CancelInvocationResponse> ControllerCore::Cancel(const Caller
     event.set_reason(t.task.reason());
     *event.mutable_progress() = t.task.progress();
     RETURN_IF_ERROR(store_->UpdateTask(t, &event).status());
+    if (undelivered) metrics_->TaskFinished(v1::TASK_STATE_CANCELLED);
     if (!undelivered) {
       absl::MutexLock lock(&mu_);
       v1::Command cmd;
@@ -651,6 +661,7 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
     a.link = link;
     a.last_applied = last_applied;
     a.disconnected_at = absl::InfiniteFuture();
+    ReportConnectedLocked();
     // Commands that never got an answer are dropped here and resent below from the store; log
     // reads in flight fail (the reader asks again).
     for (auto it = pending_.begin(); it != pending_.end();) {
@@ -711,8 +722,15 @@ absl::Status ControllerCore::FailTask(StoredTask task, const std::string& reason
   event.set_state(v1::TASK_STATE_FAILED);
   event.set_reason(reason);
   RETURN_IF_ERROR(store_->UpdateTask(task, &event).status());
+  metrics_->TaskFinished(v1::TASK_STATE_FAILED);
   NotifyListeners();
   return absl::OkStatus();
+}
+
+void ControllerCore::ReportConnectedLocked() {
+  std::map<std::string, int> by_cluster;
+  for (const auto& [id, a] : agents_) by_cluster[a.cluster.name()] += a.link != nullptr ? 1 : 0;
+  metrics_->ConnectedAgents(by_cluster);
 }
 
 absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id,
@@ -730,9 +748,13 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
   std::map<std::string, size_t> index;  // task id → position in batch
   uint64_t highest = last_applied;
   std::optional<v1::ClusterHealth> health;
+  int fresh = 0;                          // events not applied before
+  std::vector<v1::TaskState> finished;    // endings in this batch
+  std::vector<v1::ResumeReason> resumed;  // resumed attempts in this batch
   for (const v1::AgentEvent& e : events.events()) {
     if (e.sequence() <= highest) continue;  // already applied (a replay) or out of order
     highest = e.sequence();
+    ++fresh;
     if (e.has_cluster_health()) {
       health = e.cluster_health();
       continue;
@@ -743,7 +765,8 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
     if (auto pos = index.find(ev.task_id()); pos != index.end()) {
       task = batch[pos->second].task;
     } else {
-      auto stored = store_->GetTask(ev.task_id());
+      // The status only: an event never changes the SubmitTask (the bulk of a stored task).
+      auto stored = store_->GetTaskStatus(ev.task_id());
       if (!stored.ok() || stored->agent_id != agent_id) {
         LOG(WARNING) << "agent=" << agent_id << " reported on task " << ev.task_id()
                      << ", which it was not given; ignored";
@@ -751,14 +774,21 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
       }
       task = *std::move(stored);
     }
+    const bool was_terminal = IsTerminal(task.task.state());
     ApplyEventToTask(ev, task.task);
+    if (!was_terminal && IsTerminal(task.task.state())) finished.push_back(task.task.state());
+    if (ev.kind() == v1::TaskEvent::KIND_RESUMED) resumed.push_back(ev.attempt().resume_reason());
     if (ev.kind() != v1::TaskEvent::KIND_UNSPECIFIED) task.accepted = true;
     batch.push_back({task, ev});
     // Later events of this task in the batch start from this state.
     index[ev.task_id()] = batch.size() - 1;
   }
   if (highest == last_applied) return last_applied;
+  const absl::Time apply_start = clock_->Now();
   RETURN_IF_ERROR(store_->ApplyAgentEvents(agent_id, batch, highest).status());
+  metrics_->EventsApplied(fresh, clock_->Now() - apply_start);
+  for (v1::TaskState s : finished) metrics_->TaskFinished(s);
+  for (v1::ResumeReason r : resumed) metrics_->TaskResumed(r);
   {
     absl::MutexLock lock(&mu_);
     AgentState& a = agents_[agent_id];
@@ -814,13 +844,13 @@ void ControllerCore::AgentCommandResult(const std::string& agent_id,
       return;
     case CommandKind::kSubmit:
       if (status.ok()) {
-        auto t = store_->GetTask(pending.task_id);
+        auto t = store_->GetTaskStatus(pending.task_id);
         if (t.ok() && !t->accepted) {
           t->accepted = true;
           (void)store_->UpdateTask(*t, nullptr);
         }
       } else {
-        auto t = store_->GetTask(pending.task_id);
+        auto t = store_->GetTaskStatus(pending.task_id);
         if (t.ok() && !IsTerminal(t->task.state())) {
           (void)FailTask(*std::move(t),
                          absl::StrCat("the agent could not take the task: ", status.message()));
@@ -843,6 +873,7 @@ void ControllerCore::AgentDisconnected(const std::string& agent_id, AgentLink* l
     if (it == agents_.end() || it->second.link != link) return;
     it->second.link = nullptr;
     it->second.disconnected_at = clock_->Now();
+    ReportConnectedLocked();
     // Give the held tasks a fresh bounded wait from now.
     for (auto& [task_id, u] : undelivered_[agent_id]) {
       u.deadline = clock_->Now() + options_.agent_wait;

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "controller/core/core_metrics.h"
 #include "controller/core/store.h"
 #include "evalctl/v1/agent_service.pb.h"
 #include "evalctl/v1/eval_service.pb.h"
@@ -52,7 +53,9 @@ struct ControllerOptions {
 
 class ControllerCore {
  public:
-  ControllerCore(ControllerOptions options, Store* store, Clock* clock);
+  // `metrics` (optional, not owned) hears what the core does; see core_metrics.h.
+  ControllerCore(ControllerOptions options, Store* store, Clock* clock,
+                 CoreMetrics* metrics = nullptr);
 
   // --- clients
   absl::StatusOr<v1::PlanInvocationResponse> Plan(const Caller& caller,
@@ -132,10 +135,13 @@ class ControllerCore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyListeners();
   absl::Status FailTask(StoredTask task, const std::string& reason);
+  // Reports connected agents per cluster to metrics_.
+  void ReportConnectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   ControllerOptions options_;
   Store* store_;
   Clock* clock_;
+  CoreMetrics* metrics_;
 
   absl::Mutex mu_;
   std::map<std::string, AgentState> agents_ ABSL_GUARDED_BY(mu_);

@@ -1,5 +1,7 @@
 #include "controller/core/sqlite_store.h"
 
+#include <map>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -11,7 +13,7 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // Schema migrations, in order; migration i brings the schema from version i to i + 1.
 constexpr const char* kMigrations[] = {
@@ -31,7 +33,36 @@ constexpr const char* kMigrations[] = {
     "CREATE INDEX events_invocation ON events (invocation_id, sequence);"
     "CREATE TABLE agents ("
     "  agent_id TEXT PRIMARY KEY, cluster BLOB NOT NULL, last_applied INTEGER NOT NULL DEFAULT 0);",
+    // 1 → 2: the SubmitTask (the rendered job, ~10 KiB) moves out of the task row. SQLite rewrites
+    // a whole row, overflow pages included, on every UPDATE, and reads through them to reach the
+    // status: with the job in the row, each applied event copied ~13 KiB and a status read of a
+    // 10,000-task invocation ~130 MB. The job is written once and read only to resend a task.
+    "CREATE TABLE task_submits (task_id TEXT PRIMARY KEY, submit BLOB NOT NULL);"
+    "INSERT INTO task_submits (task_id, submit) SELECT id, submit FROM tasks;"
+    "ALTER TABLE tasks DROP COLUMN submit;",
 };
+
+// Resets a cached statement when the scope ends, however it ends: clears its bindings and
+// releases the read snapshot a statement that was not stepped to completion would keep.
+class ResetOnExit {
+ public:
+  explicit ResetOnExit(SqliteStatement* st) : st_(st) {}
+  ~ResetOnExit() { st_->Reset(); }
+  ResetOnExit(const ResetOnExit&) = delete;
+  ResetOnExit& operator=(const ResetOnExit&) = delete;
+
+ private:
+  SqliteStatement* st_;
+};
+
+// Parses a message from a column's bytes (empty or NULL: the empty message).
+bool Parse(absl::string_view bytes, google::protobuf::MessageLite& message) {
+  if (bytes.empty()) {
+    message.Clear();
+    return true;
+  }
+  return message.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()));
+}
 
 bool IsTerminal(v1::TaskState s) {
   return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED ||
@@ -77,27 +108,58 @@ absl::Status SqliteStore::Migrate() {
   return absl::OkStatus();
 }
 
+absl::StatusOr<SqliteStatement*> SqliteStore::Statement(const std::string& sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare(sql));
+    it = statements_.emplace(sql, std::make_unique<SqliteStatement>(std::move(st))).first;
+  }
+  return it->second.get();
+}
+
 absl::Status SqliteStore::PutTask(const StoredTask& t) {
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT OR REPLACE INTO tasks (id, invocation_id, idx, state, agent_id, accepted, status, "
-      "submit) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"));
-  return st.Bind(1, t.task.id())
-      .Bind(2, t.task.invocation_id())
-      .Bind(3, t.task.index())
-      .Bind(4, static_cast<int>(t.task.state()))
-      .Bind(5, t.agent_id)
-      .Bind(6, t.accepted ? 1 : 0)
-      .BindBlob(7, t.task.SerializeAsString())
-      .BindBlob(8, t.submit.SerializeAsString())
-      .Run();
+  {
+    ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
+        "INSERT OR REPLACE INTO tasks (id, invocation_id, idx, state, agent_id, accepted, status) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"));
+    ResetOnExit reset(st);
+    RETURN_IF_ERROR(st->Bind(1, t.task.id())
+                        .Bind(2, t.task.invocation_id())
+                        .Bind(3, t.task.index())
+                        .Bind(4, static_cast<int>(t.task.state()))
+                        .Bind(5, t.agent_id)
+                        .Bind(6, t.accepted ? 1 : 0)
+                        .BindBlob(7, t.task.SerializeAsString())
+                        .Run());
+  }
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
+      "INSERT OR REPLACE INTO task_submits (task_id, submit) VALUES (?, ?)"));
+  ResetOnExit reset(st);
+  return st->Bind(1, t.task.id()).BindBlob(2, t.submit.SerializeAsString()).Run();
+}
+
+absl::Status SqliteStore::PutTaskStatus(const StoredTask& t) {
+  // The SubmitTask (in task_submits) is written once, by CreateInvocation, and never rewritten.
+  ASSIGN_OR_RETURN(SqliteStatement * st,
+                   Statement("UPDATE tasks SET state = ?, accepted = ?, status = ? WHERE id = ?"));
+  ResetOnExit reset(st);
+  RETURN_IF_ERROR(st->Bind(1, static_cast<int>(t.task.state()))
+                      .Bind(2, t.accepted ? 1 : 0)
+                      .BindBlob(3, t.task.SerializeAsString())
+                      .Bind(4, t.task.id())
+                      .Run());
+  if (db_->Changes() == 0) return absl::NotFoundError(absl::StrCat("no task ", t.task.id()));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> SqliteStore::AppendEvent(const std::string& invocation_id,
                                                   const v1::TaskEvent& event) {
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "INSERT INTO events (sequence, invocation_id, event) VALUES (?, ?, ?)"));
+  ASSIGN_OR_RETURN(SqliteStatement * st,
+                   Statement("INSERT INTO events (sequence, invocation_id, event) VALUES (?, ?, ?)"));
+  ResetOnExit reset(st);
   uint64_t seq = last_event_sequence_ + 1;
-  RETURN_IF_ERROR(st.Bind(1, seq).Bind(2, invocation_id).BindBlob(3, event.SerializeAsString()).Run());
+  RETURN_IF_ERROR(
+      st->Bind(1, seq).Bind(2, invocation_id).BindBlob(3, event.SerializeAsString()).Run());
   last_event_sequence_ = seq;
   return seq;
 }
@@ -106,11 +168,12 @@ absl::Status SqliteStore::CreateInvocation(const NewInvocation& inv) {
   absl::MutexLock lock(&mu_);
   const uint64_t seq_before = last_event_sequence_;
   absl::Status s = db_->Transaction([&]() -> absl::Status {
-    ASSIGN_OR_RETURN(auto st, db_->Prepare(
+    ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
         "INSERT INTO invocations (id, owner, request_id, created_ms, data) VALUES (?, ?, ?, ?, ?)"));
+    ResetOnExit reset(st);
     v1::Invocation copy = inv.invocation;
     copy.clear_tasks();
-    RETURN_IF_ERROR(st.Bind(1, copy.id())
+    RETURN_IF_ERROR(st->Bind(1, copy.id())
                         .Bind(2, inv.owner)
                         .Bind(3, inv.request_id)
                         .Bind(4, TimeUtil::TimestampToMilliseconds(copy.created_time()))
@@ -135,42 +198,45 @@ absl::Status SqliteStore::CreateInvocation(const NewInvocation& inv) {
 absl::StatusOr<std::optional<std::string>> SqliteStore::FindRequest(const std::string& owner,
                                                                      const std::string& request_id) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT id FROM invocations WHERE owner = ? AND request_id = ?"));
-  st.Bind(1, owner).Bind(2, request_id);
-  ASSIGN_OR_RETURN(bool row, st.Step());
+  ASSIGN_OR_RETURN(SqliteStatement * st,
+                   Statement("SELECT id FROM invocations WHERE owner = ? AND request_id = ?"));
+  ResetOnExit reset(st);
+  st->Bind(1, owner).Bind(2, request_id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return std::optional<std::string>();
-  return std::optional<std::string>(st.Text(0));
+  return std::optional<std::string>(st->Text(0));
 }
 
 absl::StatusOr<std::vector<std::string>> SqliteStore::MatchInvocations(const std::string& prefix,
                                                                       int limit) {
   absl::MutexLock lock(&mu_);
   // A range scan on the primary key: prefix <= id < prefix + '\xff'.
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
       "SELECT id FROM invocations WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"));
-  st.Bind(1, prefix).Bind(2, prefix + "\x7f").Bind(3, limit);
+  ResetOnExit reset(st);
+  st->Bind(1, prefix).Bind(2, prefix + "\x7f").Bind(3, limit);
   std::vector<std::string> out;
   while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
+    ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
-    out.push_back(st.Text(0));
+    out.push_back(st->Text(0));
   }
   return out;
 }
 
 absl::Status SqliteStore::FillCounts(v1::Invocation& inv) {
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
       "SELECT state, COUNT(*) FROM tasks WHERE invocation_id = ? GROUP BY state"));
-  st.Bind(1, inv.id());
+  ResetOnExit reset(st);
+  st->Bind(1, inv.id());
   v1::TaskCounts* c = inv.mutable_counts();
   c->Clear();
   bool finished = true;
   while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
+    ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
-    auto state = static_cast<v1::TaskState>(st.Int(0));
-    int n = static_cast<int>(st.Int(1));
+    auto state = static_cast<v1::TaskState>(st->Int(0));
+    int n = static_cast<int>(st->Int(1));
     if (!IsTerminal(state)) finished = false;
     switch (state) {
       case v1::TASK_STATE_PENDING: c->set_pending(c->pending() + n); break;
@@ -190,47 +256,60 @@ absl::Status SqliteStore::FillCounts(v1::Invocation& inv) {
 
 absl::StatusOr<v1::Invocation> SqliteStore::GetInvocation(const std::string& id, bool with_tasks) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT data FROM invocations WHERE id = ?"));
-  st.Bind(1, id);
-  ASSIGN_OR_RETURN(bool row, st.Step());
-  if (!row) return absl::NotFoundError(absl::StrCat("no invocation ", id));
   v1::Invocation inv;
-  if (!inv.ParseFromString(st.Text(0))) {
-    return absl::DataLossError(absl::StrCat("invocation ", id, " cannot be decoded"));
+  {
+    ASSIGN_OR_RETURN(SqliteStatement * st, Statement("SELECT data FROM invocations WHERE id = ?"));
+    ResetOnExit reset(st);
+    st->Bind(1, id);
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) return absl::NotFoundError(absl::StrCat("no invocation ", id));
+    if (!Parse(st->Bytes(0), inv)) {
+      return absl::DataLossError(absl::StrCat("invocation ", id, " cannot be decoded"));
+    }
   }
   RETURN_IF_ERROR(FillCounts(inv));
   if (with_tasks) {
-    ASSIGN_OR_RETURN(auto tasks, QueryTasks(
-        "SELECT status, submit, agent_id, accepted FROM tasks WHERE invocation_id = ? ORDER BY idx",
-        id));
-    for (StoredTask& t : tasks) *inv.add_tasks() = std::move(t.task);
+    // Only the status column: the SubmitTask (the rendered job) is not part of the answer.
+    ASSIGN_OR_RETURN(SqliteStatement * st,
+                     Statement("SELECT status FROM tasks WHERE invocation_id = ? ORDER BY idx"));
+    ResetOnExit reset(st);
+    st->Bind(1, id);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      if (!Parse(st->Bytes(0), *inv.add_tasks())) {
+        return absl::DataLossError(absl::StrCat("a task of invocation ", id, " cannot be decoded"));
+      }
+    }
   }
   return inv;
 }
 
 absl::StatusOr<std::string> SqliteStore::InvocationOwner(const std::string& id) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT owner FROM invocations WHERE id = ?"));
-  st.Bind(1, id);
-  ASSIGN_OR_RETURN(bool row, st.Step());
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement("SELECT owner FROM invocations WHERE id = ?"));
+  ResetOnExit reset(st);
+  st->Bind(1, id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return absl::NotFoundError(absl::StrCat("no invocation ", id));
-  return st.Text(0);
+  return st->Text(0);
 }
 
 absl::StatusOr<std::vector<StoredTask>> SqliteStore::QueryTasks(const std::string& sql,
                                                                 const std::string& arg) {
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
-  st.Bind(1, arg);
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement(sql));
+  ResetOnExit reset(st);
+  st->Bind(1, arg);
   std::vector<StoredTask> out;
   while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
+    ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
     StoredTask t;
-    if (!t.task.ParseFromString(st.Text(0)) || !t.submit.ParseFromString(st.Text(1))) {
+    if (!Parse(st->Bytes(0), t.task) || !Parse(st->Bytes(1), t.submit)) {
       return absl::DataLossError("a task row cannot be decoded");
     }
-    t.agent_id = st.Text(2);
-    t.accepted = st.Int(3) != 0;
+    t.agent_id = st->Text(2);
+    t.accepted = st->Int(3) != 0;
     out.push_back(std::move(t));
   }
   return out;
@@ -239,7 +318,16 @@ absl::StatusOr<std::vector<StoredTask>> SqliteStore::QueryTasks(const std::strin
 absl::StatusOr<StoredTask> SqliteStore::GetTask(const std::string& task_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto tasks, QueryTasks(
-      "SELECT status, submit, agent_id, accepted FROM tasks WHERE id = ?", task_id));
+      "SELECT t.status, s.submit, t.agent_id, t.accepted FROM tasks t "
+      "LEFT JOIN task_submits s ON s.task_id = t.id WHERE t.id = ?", task_id));
+  if (tasks.empty()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
+  return std::move(tasks[0]);
+}
+
+absl::StatusOr<StoredTask> SqliteStore::GetTaskStatus(const std::string& task_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto tasks, QueryTasks(
+      "SELECT status, NULL, agent_id, accepted FROM tasks WHERE id = ?", task_id));
   if (tasks.empty()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
   return std::move(tasks[0]);
 }
@@ -247,7 +335,8 @@ absl::StatusOr<StoredTask> SqliteStore::GetTask(const std::string& task_id) {
 absl::StatusOr<std::vector<StoredTask>> SqliteStore::TasksOf(const std::string& invocation_id) {
   absl::MutexLock lock(&mu_);
   return QueryTasks(
-      "SELECT status, submit, agent_id, accepted FROM tasks WHERE invocation_id = ? ORDER BY idx",
+      "SELECT t.status, s.submit, t.agent_id, t.accepted FROM tasks t "
+      "LEFT JOIN task_submits s ON s.task_id = t.id WHERE t.invocation_id = ? ORDER BY t.idx",
       invocation_id);
 }
 
@@ -259,18 +348,24 @@ absl::StatusOr<std::vector<v1::Invocation>> SqliteStore::ListInvocations(const L
     sql += " AND (created_ms, id) < (SELECT created_ms, id FROM invocations WHERE id = ?3)";
   }
   sql += " ORDER BY created_ms DESC, id DESC LIMIT ?4";
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
-  st.Bind(1, filter.since == absl::InfinitePast() ? int64_t{0} : absl::ToUnixMillis(filter.since));
-  if (!filter.owner.empty()) st.Bind(2, filter.owner);
-  if (!filter.before_id.empty()) st.Bind(3, filter.before_id);
-  st.Bind(4, filter.limit);
   std::vector<v1::Invocation> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
-    if (!row) break;
-    v1::Invocation inv;
-    if (!inv.ParseFromString(st.Text(0))) return absl::DataLossError("an invocation row cannot be decoded");
-    out.push_back(std::move(inv));
+  {
+    ASSIGN_OR_RETURN(SqliteStatement * st, Statement(sql));
+    ResetOnExit reset(st);
+    st->Bind(1,
+             filter.since == absl::InfinitePast() ? int64_t{0} : absl::ToUnixMillis(filter.since));
+    if (!filter.owner.empty()) st->Bind(2, filter.owner);
+    if (!filter.before_id.empty()) st->Bind(3, filter.before_id);
+    st->Bind(4, filter.limit);
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, st->Step());
+      if (!row) break;
+      v1::Invocation inv;
+      if (!inv.ParseFromString(st->Text(0))) {
+        return absl::DataLossError("an invocation row cannot be decoded");
+      }
+      out.push_back(std::move(inv));
+    }
   }
   for (v1::Invocation& inv : out) RETURN_IF_ERROR(FillCounts(inv));
   return out;
@@ -279,15 +374,17 @@ absl::StatusOr<std::vector<v1::Invocation>> SqliteStore::ListInvocations(const L
 absl::StatusOr<std::vector<StoredTask>> SqliteStore::UnacceptedTasks(const std::string& agent_id) {
   absl::MutexLock lock(&mu_);
   return QueryTasks(
-      "SELECT status, submit, agent_id, accepted FROM tasks WHERE agent_id = ? AND accepted = 0 "
-      "ORDER BY invocation_id, idx",
+      "SELECT t.status, s.submit, t.agent_id, t.accepted FROM tasks t "
+      "LEFT JOIN task_submits s ON s.task_id = t.id WHERE t.agent_id = ? AND t.accepted = 0 "
+      "ORDER BY t.invocation_id, t.idx",
       agent_id);
 }
 
 absl::StatusOr<std::vector<StoredTask>> SqliteStore::CancellingTasks(const std::string& agent_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto tasks, QueryTasks(
-      "SELECT status, submit, agent_id, accepted FROM tasks WHERE agent_id = ? AND state IN "
+      "SELECT t.status, s.submit, t.agent_id, t.accepted FROM tasks t "
+      "LEFT JOIN task_submits s ON s.task_id = t.id WHERE t.agent_id = ? AND t.state IN "
       "(1, 2, 3, 4)",
       agent_id));
   std::vector<StoredTask> out;
@@ -303,7 +400,7 @@ absl::StatusOr<uint64_t> SqliteStore::UpdateTask(const StoredTask& task,
   const uint64_t seq_before = last_event_sequence_;
   uint64_t seq = 0;
   absl::Status s = db_->Transaction([&]() -> absl::Status {
-    RETURN_IF_ERROR(PutTask(task));
+    RETURN_IF_ERROR(PutTaskStatus(task));
     if (event != nullptr) {
       ASSIGN_OR_RETURN(seq, AppendEvent(task.task.invocation_id(), *event));
     }
@@ -323,14 +420,19 @@ absl::StatusOr<std::vector<uint64_t>> SqliteStore::ApplyAgentEvents(
   const uint64_t seq_before = last_event_sequence_;
   std::vector<uint64_t> seqs;
   absl::Status s = db_->Transaction([&]() -> absl::Status {
+    // A task with several events in the batch is written once, with its last state (the events
+    // arrive in order and each carries the task as it was after it).
+    std::map<std::string, const StoredTask*> last;
     for (const AppliedEvent& e : events) {
-      RETURN_IF_ERROR(PutTask(e.task));
+      last[e.task.task.id()] = &e.task;
       ASSIGN_OR_RETURN(uint64_t seq, AppendEvent(e.task.task.invocation_id(), e.event));
       seqs.push_back(seq);
     }
-    ASSIGN_OR_RETURN(auto st, db_->Prepare(
+    for (const auto& [id, task] : last) RETURN_IF_ERROR(PutTaskStatus(*task));
+    ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
         "UPDATE agents SET last_applied = MAX(last_applied, ?) WHERE agent_id = ?"));
-    return st.Bind(1, last_agent_sequence).Bind(2, agent_id).Run();
+    ResetOnExit reset(st);
+    return st->Bind(1, last_agent_sequence).Bind(2, agent_id).Run();
   });
   if (!s.ok()) {
     last_event_sequence_ = seq_before;
@@ -350,18 +452,21 @@ absl::StatusOr<std::vector<EventRecord>> SqliteStore::EventsAfter(uint64_t after
                         : "SELECT e.sequence, e.invocation_id, e.event, i.owner FROM events e "
                           "JOIN invocations i ON i.id = e.invocation_id WHERE e.sequence > ?1 AND "
                           "e.invocation_id = ?3 ORDER BY e.sequence LIMIT ?2";
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(sql));
-  st.Bind(1, after).Bind(2, limit);
-  if (!invocation_id.empty()) st.Bind(3, invocation_id);
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement(sql));
+  ResetOnExit reset(st);
+  st->Bind(1, after).Bind(2, limit);
+  if (!invocation_id.empty()) st->Bind(3, invocation_id);
   std::vector<EventRecord> out;
   while (true) {
-    ASSIGN_OR_RETURN(bool row, st.Step());
+    ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
     EventRecord r;
-    r.sequence = static_cast<uint64_t>(st.Int(0));
-    r.invocation_id = st.Text(1);
-    if (!r.event.ParseFromString(st.Text(2))) return absl::DataLossError("an event cannot be decoded");
-    r.owner = st.Text(3);
+    r.sequence = static_cast<uint64_t>(st->Int(0));
+    r.invocation_id = st->Text(1);
+    if (!Parse(st->Bytes(2), r.event)) {
+      return absl::DataLossError("an event cannot be decoded");
+    }
+    r.owner = st->Text(3);
     out.push_back(std::move(r));
   }
   return out;
@@ -374,22 +479,24 @@ uint64_t SqliteStore::last_event_sequence() {
 
 absl::Status SqliteStore::UpsertAgent(const v1::Cluster& cluster) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
       "INSERT INTO agents (agent_id, cluster) VALUES (?, ?) "
       "ON CONFLICT (agent_id) DO UPDATE SET cluster = excluded.cluster"));
-  return st.Bind(1, cluster.agent_id()).BindBlob(2, cluster.SerializeAsString()).Run();
+  ResetOnExit reset(st);
+  return st->Bind(1, cluster.agent_id()).BindBlob(2, cluster.SerializeAsString()).Run();
 }
 
 absl::StatusOr<std::optional<AgentRecord>> SqliteStore::GetAgent(const std::string& agent_id) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto st, db_->Prepare(
-      "SELECT cluster, last_applied FROM agents WHERE agent_id = ?"));
-  st.Bind(1, agent_id);
-  ASSIGN_OR_RETURN(bool row, st.Step());
+  ASSIGN_OR_RETURN(SqliteStatement * st,
+                   Statement("SELECT cluster, last_applied FROM agents WHERE agent_id = ?"));
+  ResetOnExit reset(st);
+  st->Bind(1, agent_id);
+  ASSIGN_OR_RETURN(bool row, st->Step());
   if (!row) return std::optional<AgentRecord>();
   AgentRecord r;
-  r.cluster.ParseFromString(st.Text(0));
-  r.last_applied_sequence = static_cast<uint64_t>(st.Int(1));
+  r.cluster.ParseFromString(st->Text(0));
+  r.last_applied_sequence = static_cast<uint64_t>(st->Int(1));
   return std::optional<AgentRecord>(std::move(r));
 }
 

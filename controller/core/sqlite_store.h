@@ -3,6 +3,7 @@
 // Thread-safe: one connection behind a mutex (SQLite serialises writers anyway).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -25,6 +26,7 @@ class SqliteStore : public Store {
   absl::StatusOr<v1::Invocation> GetInvocation(const std::string& id, bool with_tasks) override;
   absl::StatusOr<std::string> InvocationOwner(const std::string& id) override;
   absl::StatusOr<StoredTask> GetTask(const std::string& task_id) override;
+  absl::StatusOr<StoredTask> GetTaskStatus(const std::string& task_id) override;
   absl::StatusOr<std::vector<StoredTask>> TasksOf(const std::string& invocation_id) override;
   absl::StatusOr<std::vector<v1::Invocation>> ListInvocations(const ListFilter& filter) override;
   absl::StatusOr<std::vector<StoredTask>> UnacceptedTasks(const std::string& agent_id) override;
@@ -44,9 +46,18 @@ class SqliteStore : public Store {
  private:
   explicit SqliteStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A prepared statement for `sql`, prepared on first use and kept (hot paths run thousands of
+  // statements per transaction). Callers reset it when done (ResetOnExit), so that no statement
+  // keeps a read snapshot open.
+  absl::StatusOr<SqliteStatement*> Statement(const std::string& sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inserts a task row (CreateInvocation).
   absl::Status PutTask(const StoredTask& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Updates a task's state, acceptance and status; the SubmitTask is not rewritten.
+  absl::Status PutTaskStatus(const StoredTask& t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<uint64_t> AppendEvent(const std::string& invocation_id,
                                        const v1::TaskEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `sql` (columns: status, submit or NULL, agent_id, accepted) with `arg` bound to ?1.
   absl::StatusOr<std::vector<StoredTask>> QueryTasks(const std::string& sql,
                                                      const std::string& arg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -54,6 +65,8 @@ class SqliteStore : public Store {
 
   absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+  // Declared after db_, so destroyed (finalized) before the connection closes.
+  std::map<std::string, std::unique_ptr<SqliteStatement>> statements_ ABSL_GUARDED_BY(mu_);
   uint64_t last_event_sequence_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

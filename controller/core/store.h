@@ -80,6 +80,9 @@ class Store {
                                                        bool with_tasks) = 0;
   virtual absl::StatusOr<std::string> InvocationOwner(const std::string& id) = 0;
   virtual absl::StatusOr<StoredTask> GetTask(const std::string& task_id) = 0;
+  // The same without the SubmitTask (`submit` left empty; it is the bulk of a task's row): for
+  // the paths that only read or change a task's status, like applying agent events.
+  virtual absl::StatusOr<StoredTask> GetTaskStatus(const std::string& task_id) = 0;
   virtual absl::StatusOr<std::vector<StoredTask>> TasksOf(const std::string& invocation_id) = 0;
   virtual absl::StatusOr<std::vector<v1::Invocation>> ListInvocations(const ListFilter& filter) = 0;
   // Tasks of an agent that are not terminal and have cancel_requested set (to resend the cancel
@@ -88,13 +91,16 @@ class Store {
   // Tasks of an agent that it has not confirmed yet (to resend after a reconnect).
   virtual absl::StatusOr<std::vector<StoredTask>> UnacceptedTasks(const std::string& agent_id) = 0;
 
-  // Updates a task (status and acceptance) and appends `event` to the event log, returning
-  // its sequence (0 when `event` is null).
+  // Updates a task's status and acceptance and appends `event` to the event log, returning
+  // its sequence (0 when `event` is null). A task's SubmitTask, agent and index are written once
+  // by CreateInvocation and never change: `task.submit` is not read (GetTaskStatus is enough).
+  // NOT_FOUND when the task does not exist.
   virtual absl::StatusOr<uint64_t> UpdateTask(const StoredTask& task,
                                               const v1::TaskEvent* event) = 0;
 
-  // Applies a batch of agent events in one transaction: updates each task, appends each event to
-  // the log and records `last_agent_sequence` as applied for the agent. The caller drops events at
+  // Applies a batch of agent events in one transaction: updates each task's status and acceptance
+  // (as UpdateTask), appends each event to the log and records `last_agent_sequence` as applied
+  // for the agent. The caller drops events at
   // or below the agent's last applied sequence first (idempotent apply). Returns the log sequence
   // of each event.
   virtual absl::StatusOr<std::vector<uint64_t>> ApplyAgentEvents(

@@ -13,13 +13,16 @@
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/metrics_http_server.h"
 #include "common/thread_pool.h"
 #include "controller/core/controller_core.h"
 #include "controller/core/sqlite_store.h"
+#include "controller/service/metrics.h"
 #include "controller/service/services.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "prometheus/registry.h"
 
 namespace {
 
@@ -59,6 +62,7 @@ int main(int argc, char** argv) {
   bool insecure = false;
   int agent_wait_s = 600;
   int workers = 8;
+  std::string metrics_listen;
   app.add_option("--listen", listen, "host:port to serve gRPC on")->capture_default_str();
   app.add_option("--state-dir", state_dir, "Directory of the SQLite store")->capture_default_str();
   app.add_flag("--insecure", insecure,
@@ -67,6 +71,9 @@ int main(int argc, char** argv) {
                  "Seconds tasks wait for a disconnected agent before they fail")
       ->capture_default_str();
   app.add_option("--workers", workers, "Worker threads for request handling")->capture_default_str();
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port to serve Prometheus /metrics on over HTTP (host defaults to "
+                 "127.0.0.1; off when empty)");
   CLI11_PARSE(app, argc, argv);
 
   if (!insecure) {
@@ -88,13 +95,28 @@ int main(int argc, char** argv) {
     std::cerr << "evalctl-controller: " << store.status().message() << "\n";
     return 1;
   }
+  auto registry = std::make_shared<prometheus::Registry>();
+  evalctl::controller::ControllerMetrics metrics(*registry, EVALCTL_VERSION);
   evalctl::RealClock clock;
   evalctl::controller::ControllerCore core(
-      {.agent_wait = absl::Seconds(agent_wait_s)}, store->get(), &clock);
+      {.agent_wait = absl::Seconds(agent_wait_s)}, store->get(), &clock, &metrics);
   evalctl::ThreadPool pool(workers, "ctl-worker");
   evalctl::controller::InsecureAuthenticator auth;
-  evalctl::controller::EvalServiceImpl eval_service(&core, &auth, &pool);
-  evalctl::controller::AgentServiceImpl agent_service(&core, &pool);
+  evalctl::controller::EvalServiceImpl eval_service(&core, &auth, &pool, &metrics);
+  evalctl::controller::AgentServiceImpl agent_service(&core, &pool, &metrics);
+
+  std::unique_ptr<evalctl::MetricsHttpServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    auto started =
+        evalctl::MetricsHttpServer::Start({.listen = metrics_listen, .registry = registry});
+    if (!started.ok()) {
+      std::cerr << "evalctl-controller: " << started.status().message() << "\n";
+      return 1;
+    }
+    metrics_server = *std::move(started);
+    LOG(INFO) << "metrics on http://" << metrics_server->host() << ":" << metrics_server->port()
+              << "/metrics";
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -24,17 +24,25 @@ class RefCounted {
   std::atomic<int> refs_{1};
 };
 
+RpcObservation EvalRpc(ControllerMetrics* metrics, absl::string_view method) {
+  return RpcObservation(metrics, v1::EvalService::service_full_name(), method);
+}
+
 template <typename Fn>
-grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Authenticator* auth,
-                                ThreadPool* pool, Fn fn) {
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, Authenticator* auth,
+                                   ThreadPool* pool, RpcObservation rpc, Fn fn) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   absl::StatusOr<Caller> caller = auth->Authenticate(*ctx);
   if (!caller.ok()) {
-    reactor->Finish(ToGrpcStatus(caller.status()));
+    grpc::Status status = ToGrpcStatus(caller.status());
+    rpc.Done(status.error_code());
+    reactor->Finish(status);
     return reactor;
   }
-  pool->Schedule([reactor, caller = *caller, fn = std::move(fn)]() mutable {
-    reactor->Finish(ToGrpcStatus(fn(caller)));
+  pool->Schedule([reactor, rpc, caller = *caller, fn = std::move(fn)]() mutable {
+    grpc::Status status = ToGrpcStatus(fn(caller));
+    rpc.Done(status.error_code());
+    reactor->Finish(status);
   });
   return reactor;
 }
@@ -45,10 +53,16 @@ grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, Authenticator*
 class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse>,
                      public RefCounted {
  public:
-  WatchReactor(ControllerCore* core, ThreadPool* pool, Caller caller,
+  WatchReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics, Caller caller,
                v1::WatchInvocationRequest request)
-      : core_(core), pool_(pool), caller_(std::move(caller)), request_(std::move(request)),
+      : core_(core),
+        pool_(pool),
+        metrics_(metrics),
+        rpc_(EvalRpc(metrics, "WatchInvocation")),
+        caller_(std::move(caller)),
+        request_(std::move(request)),
         link_(std::make_shared<Link>()) {
+    if (metrics_ != nullptr) metrics_->WatcherOpened();
     link_->reactor = this;
     last_ = request_.after_sequence();
     Schedule([this] { Start(); });
@@ -67,6 +81,11 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
       link_->reactor = nullptr;
     }
     if (listener_ != 0) core_->RemoveListener(listener_);
+    if (metrics_ != nullptr) metrics_->WatcherClosed();
+    {
+      absl::MutexLock lock(&mu_);
+      rpc_.Done(code_);
+    }
     Release();
   }
 
@@ -169,11 +188,14 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     finished_ = true;
+    code_ = status.error_code();
     Finish(status);
   }
 
   ControllerCore* core_;
   ThreadPool* pool_;
+  ControllerMetrics* metrics_;
+  RpcObservation rpc_;
   Caller caller_;
   v1::WatchInvocationRequest request_;
   std::shared_ptr<Link> link_;
@@ -182,6 +204,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
 
   absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::StatusCode code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::OK;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool fetching_ ABSL_GUARDED_BY(mu_) = false;
   bool dirty_ ABSL_GUARDED_BY(mu_) = false;
@@ -195,8 +218,13 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
 // next one is asked for. With `follow` the agent waits for the file to grow before answering.
 class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, public RefCounted {
  public:
-  LogsReactor(ControllerCore* core, ThreadPool* pool, Caller caller, v1::StreamLogsRequest request)
-      : core_(core), pool_(pool), caller_(std::move(caller)), request_(std::move(request)) {
+  LogsReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics, Caller caller,
+              v1::StreamLogsRequest request)
+      : core_(core),
+        pool_(pool),
+        rpc_(EvalRpc(metrics, "StreamLogs")),
+        caller_(std::move(caller)),
+        request_(std::move(request)) {
     offset_ = request_.offset();
     Ask();
   }
@@ -206,7 +234,13 @@ class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, pub
     Ask();
   }
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
-  void OnDone() override { Release(); }
+  void OnDone() override {
+    {
+      absl::MutexLock lock(&mu_);
+      rpc_.Done(code_);
+    }
+    Release();
+  }
 
  private:
   // Each Ask holds a reference until the agent's answer (or failure) arrives, so the reactor
@@ -265,11 +299,13 @@ class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, pub
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     finished_ = true;
+    code_ = status.error_code();
     Finish(status);
   }
 
   ControllerCore* core_;
   ThreadPool* pool_;
+  RpcObservation rpc_;
   Caller caller_;
   v1::StreamLogsRequest request_;
   int64_t offset_ = 0;
@@ -277,6 +313,7 @@ class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, pub
   v1::StreamLogsResponse response_;
   absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::StatusCode code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::OK;
 };
 
 // One agent's stream. Reads are handled one at a time, in order, on the pool; writes are queued
@@ -285,7 +322,8 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
                      public AgentLink,
                      public RefCounted {
  public:
-  AgentReactor(ControllerCore* core, ThreadPool* pool) : core_(core), pool_(pool) {
+  AgentReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics)
+      : core_(core), pool_(pool), rpc_(metrics, v1::AgentService::service_full_name(), "Connect") {
     StartRead(&incoming_);
   }
 
@@ -321,6 +359,10 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
 
   void OnDone() override {
     if (!agent_id_.empty()) core_->AgentDisconnected(agent_id_, this);
+    {
+      absl::MutexLock lock(&mu_);
+      rpc_.Done(code_);
+    }
     Release();
   }
 
@@ -336,14 +378,12 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
       agent_id_ = msg.register_().agent_id();
       v1::ControllerMessage reply;
       *reply.mutable_registered() = *registered;
-      // Registered must precede the commands AgentConnected queued: put it first.
+      // Registered must precede the commands AgentConnected queued (nothing was written yet, see
+      // WriteNextLocked): put it first.
       absl::MutexLock lock(&mu_);
-      if (writing_) {
-        outbox_.insert(outbox_.begin() + 1, std::move(reply));
-      } else {
-        outbox_.push_front(std::move(reply));
-        WriteNextLocked();
-      }
+      outbox_.push_front(std::move(reply));
+      registered_ = true;
+      WriteNextLocked();
       return;
     }
     switch (msg.body_case()) {
@@ -369,8 +409,10 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
     }
   }
 
+  // Nothing is written before Registered: the commands that AgentConnected (or another thread,
+  // once the link is known) sends wait in the outbox until Registered is queued in front of them.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (writing_ || outbox_.empty() || finished_) return;
+    if (!registered_ || writing_ || outbox_.empty() || finished_) return;
     writing_ = true;
     StartWrite(&outbox_.front());
   }
@@ -379,20 +421,31 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
     absl::MutexLock lock(&mu_);
     if (finished_) return;
     finished_ = true;
+    code_ = status.error_code();
     Finish(status);
   }
 
   ControllerCore* core_;
   ThreadPool* pool_;
+  RpcObservation rpc_;
   v1::AgentMessage incoming_;
   std::string agent_id_;
   absl::Mutex mu_;
   std::deque<v1::ControllerMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  // Registered is at the front of the outbox: writing may start.
+  bool registered_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::StatusCode code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::OK;
 };
 
 }  // namespace
+
+template <typename Fn>
+grpc::ServerUnaryReactor* EvalServiceImpl::Unary(grpc::CallbackServerContext* ctx,
+                                                 const char* method, Fn fn) {
+  return RunUnary(ctx, auth_, pool_, EvalRpc(metrics_, method), std::move(fn));
+}
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -413,7 +466,7 @@ absl::StatusOr<Caller> InsecureAuthenticator::Authenticate(
 grpc::ServerUnaryReactor* EvalServiceImpl::PlanInvocation(grpc::CallbackServerContext* ctx,
                                                           const v1::PlanInvocationRequest* req,
                                                           v1::PlanInvocationResponse* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "PlanInvocation", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->Plan(c, req->config());
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -424,7 +477,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::PlanInvocation(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* EvalServiceImpl::SubmitInvocation(grpc::CallbackServerContext* ctx,
                                                             const v1::SubmitInvocationRequest* req,
                                                             v1::SubmitInvocationResponse* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "SubmitInvocation", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->Submit(c, *req);
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -435,7 +488,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::SubmitInvocation(grpc::CallbackServer
 grpc::ServerUnaryReactor* EvalServiceImpl::GetInvocation(grpc::CallbackServerContext* ctx,
                                                          const v1::GetInvocationRequest* req,
                                                          v1::Invocation* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "GetInvocation", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->GetInvocation(c, req->id());
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -445,7 +498,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::GetInvocation(grpc::CallbackServerCon
 
 grpc::ServerUnaryReactor* EvalServiceImpl::GetTask(grpc::CallbackServerContext* ctx,
                                                    const v1::GetTaskRequest* req, v1::Task* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "GetTask", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->GetTask(c, req->id());
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -456,7 +509,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::GetTask(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* EvalServiceImpl::ListInvocations(grpc::CallbackServerContext* ctx,
                                                            const v1::ListInvocationsRequest* req,
                                                            v1::ListInvocationsResponse* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "ListInvocations", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->List(c, *req);
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -473,15 +526,17 @@ grpc::ServerWriteReactor<v1::WatchInvocationResponse>* EvalServiceImpl::WatchInv
       explicit Refused(const grpc::Status& s) { Finish(s); }
       void OnDone() override { delete this; }
     };
-    return new Refused(ToGrpcStatus(caller.status()));
+    grpc::Status status = ToGrpcStatus(caller.status());
+    EvalRpc(metrics_, "WatchInvocation").Done(status.error_code());
+    return new Refused(status);
   }
-  return new WatchReactor(core_, pool_, *caller, *req);
+  return new WatchReactor(core_, pool_, metrics_, *caller, *req);
 }
 
 grpc::ServerUnaryReactor* EvalServiceImpl::CancelInvocation(grpc::CallbackServerContext* ctx,
                                                             const v1::CancelInvocationRequest* req,
                                                             v1::CancelInvocationResponse* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "CancelInvocation", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->Cancel(c, req->id());
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -492,7 +547,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::CancelInvocation(grpc::CallbackServer
 grpc::ServerUnaryReactor* EvalServiceImpl::ResumeInvocation(grpc::CallbackServerContext* ctx,
                                                             const v1::ResumeInvocationRequest* req,
                                                             v1::ResumeInvocationResponse* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "ResumeInvocation", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->Resume(c, req->id());
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -509,15 +564,17 @@ grpc::ServerWriteReactor<v1::StreamLogsResponse>* EvalServiceImpl::StreamLogs(
       explicit Refused(const grpc::Status& s) { Finish(s); }
       void OnDone() override { delete this; }
     };
-    return new Refused(ToGrpcStatus(caller.status()));
+    grpc::Status status = ToGrpcStatus(caller.status());
+    EvalRpc(metrics_, "StreamLogs").Done(status.error_code());
+    return new Refused(status);
   }
-  return new LogsReactor(core_, pool_, *caller, *req);
+  return new LogsReactor(core_, pool_, metrics_, *caller, *req);
 }
 
 grpc::ServerUnaryReactor* EvalServiceImpl::GetResults(grpc::CallbackServerContext* ctx,
                                                       const v1::GetResultsRequest* req,
                                                       v1::GetResultsResponse* resp) {
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller& c) -> absl::Status {
+  return Unary(ctx, "GetResults", [this, req, resp](const Caller& c) -> absl::Status {
     auto r = core_->Results(c, req->id());
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
@@ -529,7 +586,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::ListClusters(grpc::CallbackServerCont
                                                         const v1::ListClustersRequest* req,
                                                         v1::ListClustersResponse* resp) {
   (void)req;
-  return Unary(ctx, auth_, pool_, [this, req, resp](const Caller&) -> absl::Status {
+  return Unary(ctx, "ListClusters", [this, req, resp](const Caller&) -> absl::Status {
     *resp = core_->Clusters();
     return absl::OkStatus();
   });
@@ -538,7 +595,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::ListClusters(grpc::CallbackServerCont
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
   (void)ctx;
-  return new AgentReactor(core_, pool_);
+  return new AgentReactor(core_, pool_, metrics_);
 }
 
 }  // namespace evalctl::controller

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "common/thread_pool.h"
 #include "controller/core/controller_core.h"
+#include "controller/service/metrics.h"
 #include "evalctl/v1/agent_service.grpc.pb.h"
 #include "evalctl/v1/eval_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -36,8 +37,10 @@ class InsecureAuthenticator : public Authenticator {
 
 class EvalServiceImpl final : public v1::EvalService::CallbackService {
  public:
-  EvalServiceImpl(ControllerCore* core, Authenticator* auth, ThreadPool* pool)
-      : core_(core), auth_(auth), pool_(pool) {}
+  // `metrics` (optional): per-RPC counts and durations, open watchers.
+  EvalServiceImpl(ControllerCore* core, Authenticator* auth, ThreadPool* pool,
+                  ControllerMetrics* metrics = nullptr)
+      : core_(core), auth_(auth), pool_(pool), metrics_(metrics) {}
 
   grpc::ServerUnaryReactor* PlanInvocation(grpc::CallbackServerContext* ctx,
                                            const v1::PlanInvocationRequest* req,
@@ -71,20 +74,27 @@ class EvalServiceImpl final : public v1::EvalService::CallbackService {
                                          v1::ListClustersResponse* resp) override;
 
  private:
+  // Authenticates, runs `fn(caller)` on the pool, finishes with its status, and records the RPC.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
+
   ControllerCore* core_;
   Authenticator* auth_;
   ThreadPool* pool_;
+  ControllerMetrics* metrics_;
 };
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  AgentServiceImpl(ControllerCore* core, ThreadPool* pool) : core_(core), pool_(pool) {}
+  AgentServiceImpl(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics = nullptr)
+      : core_(core), pool_(pool), metrics_(metrics) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
  private:
   ControllerCore* core_;
   ThreadPool* pool_;
+  ControllerMetrics* metrics_;
 };
 
 }  // namespace evalctl::controller

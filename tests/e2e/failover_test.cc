@@ -2,10 +2,10 @@
 // the same state directory, and the agent cut off from the controller while its jobs finish.
 // Every event must be applied exactly once and every attempt must be exactly one Slurm job.
 // Jobs run on node1 (partition debug).
-#include <filesystem>
 #include <sys/stat.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -30,11 +30,9 @@ using ::testing::IsEmpty;
 
 // Updates its progress file every second for `seconds` seconds, then writes results.
 std::string ProgressingCommand(const std::string& name, int seconds) {
-  return absl::StrCat("echo \"e2e task ", name, " starts\"\n",
-                      "for i in $(seq 1 ", seconds, "); do\n",
-                      "  echo \"$i\" > \"$EVALCTL_RESULTS_DIR/progress\"\n",
-                      "  sleep 1\n",
-                      "done\n", WriteResultsCommand(name));
+  return absl::StrCat("echo \"e2e task ", name, " starts\"\n", "for i in $(seq 1 ", seconds,
+                      "); do\n", "  echo \"$i\" > \"$EVALCTL_RESULTS_DIR/progress\"\n",
+                      "  sleep 1\n", "done\n", WriteResultsCommand(name));
 }
 
 bool AllRunning(E2eEnv& env, const std::string& invocation_id) {
@@ -64,7 +62,7 @@ void ExpectEveryEventAppliedOnce(const std::vector<v1::WatchInvocationResponse>&
     const std::vector<v1::TaskEvent>& list = by_task[task.id()];
     ASSERT_FALSE(list.empty());
     std::set<std::string> seen;
-    std::map<int, int> submissions;  // attempt -> SUBMITTED/RESUMED events
+    std::map<int, int> submissions;                   // attempt -> SUBMITTED/RESUMED events
     std::set<std::tuple<int, int, int>> transitions;  // (attempt, from, to)
     int finished = 0;
     v1::TaskState state = v1::TASK_STATE_PENDING;
@@ -78,8 +76,8 @@ void ExpectEveryEventAppliedOnce(const std::vector<v1::WatchInvocationResponse>&
       if (e.kind() == v1::TaskEvent::KIND_FINISHED) ++finished;
       if (e.state() != state) {
         EXPECT_TRUE(transitions.insert({attempt, state, e.state()}).second)
-            << "transition " << v1::TaskState_Name(state) << " -> "
-            << v1::TaskState_Name(e.state()) << " of attempt " << attempt << " seen twice";
+            << "transition " << v1::TaskState_Name(state) << " -> " << v1::TaskState_Name(e.state())
+            << " of attempt " << attempt << " seen twice";
         state = e.state();
       }
     }
@@ -97,7 +95,8 @@ void ExpectEveryEventAppliedOnce(const std::vector<v1::WatchInvocationResponse>&
 void ExpectOneJobPerAttempt(E2eEnv& env, const v1::Invocation& inv) {
   for (const v1::Task& t : inv.tasks()) {
     for (const v1::Attempt& a : t.attempts()) {
-      std::vector<SacctRecord> jobs = SacctByName(env.JobName(t, a.number()), env.started());
+      std::vector<SacctRecord> jobs =
+          SettledSacctByName(env.JobName(t, a.number()), env.started(), 1);
       ASSERT_EQ(jobs.size(), 1u) << t.id() << " attempt " << a.number();
       EXPECT_EQ(jobs[0].job_id, a.slurm_job_id());
     }
@@ -127,7 +126,8 @@ std::vector<int> OutboxAtConnect(const std::string& agent_log) {
     }
     size_t comma = line.rfind(", ", at);
     int n = 0;
-    if (comma != absl::string_view::npos && absl::SimpleAtoi(line.substr(comma + 2, at - comma - 2), &n)) {
+    if (comma != absl::string_view::npos &&
+        absl::SimpleAtoi(line.substr(comma + 2, at - comma - 2), &n)) {
       out.push_back(n);
     }
   }
@@ -172,8 +172,8 @@ TEST_F(E2eTest, ControllerKilledMidRunAppliesEveryEventOnce) {
 
 TEST_F(E2eTest, ControllerDownWhileJobsFinishGetsEveryEventOnceAfterwards) {
   RunConfig config;
-  config.tasks.push_back({.name = "one", .command = ProgressingCommand("one", 5)});
-  config.tasks.push_back({.name = "two", .command = ProgressingCommand("two", 5)});
+  config.tasks.push_back({.name = "one", .command = ProgressingCommand("one", 8)});
+  config.tasks.push_back({.name = "two", .command = ProgressingCommand("two", 8)});
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
@@ -202,7 +202,7 @@ TEST_F(E2eTest, ControllerDownWhileJobsFinishGetsEveryEventOnceAfterwards) {
 
   auto finished = env_.WaitFinished(id, absl::Minutes(1));
   E2E_ASSERT_OK(finished);
-  ExpectAllSucceeded(*finished, 5);
+  ExpectAllSucceeded(*finished, 8);
   auto events = env_.WatchAll(id, 0, absl::Seconds(30));
   E2E_ASSERT_OK(events);
   ExpectEveryEventAppliedOnce(*events, *finished);
@@ -241,6 +241,56 @@ TEST_F(E2eTest, AgentKilledMidRunReconcilesAndFinishes) {
               before->tasks(i).attempts(0).slurm_job_id());
   }
   ExpectOneJobPerAttempt(env_, *finished);
+  auto events = env_.WatchAll(id, 0, absl::Seconds(30));
+  E2E_ASSERT_OK(events);
+  ExpectEveryEventAppliedOnce(*events, *finished);
+}
+
+// A cancel made while the agent is away waits in the controller and reaches the agent when it
+// comes back: the job is cancelled then, and the task ends CANCELLED.
+TEST_F(E2eTest, CancelWhileTheAgentIsDownIsDeliveredWhenItReconnects) {
+  RunConfig config;
+  config.tasks.push_back({.name = "cancelled", .command = "sleep 300"});
+  auto submitted = env_.Submit(config);
+  E2E_ASSERT_OK(submitted);
+  const std::string id = submitted->id();
+  ASSERT_TRUE(WaitFor([&] { return AllRunning(env_, id); }, absl::Seconds(60)));
+  auto before = env_.Get(id);
+  E2E_ASSERT_OK(before);
+  const v1::Task& task = before->tasks(0);
+  const std::string job = task.attempts(0).slurm_job_id();
+
+  env_.KillAgent();
+  CliResult kill = env_.Cli({"kill", id});
+  ASSERT_EQ(kill.exit_code, 0) << kill.out << kill.err;
+  EXPECT_THAT(kill.out, HasSubstr("Cancel requested for 1 task(s)"));
+  auto pending = env_.GetTask(task.id());
+  E2E_ASSERT_OK(pending);
+  EXPECT_TRUE(pending->cancel_requested());
+  // Nobody told Slurm yet.
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_THAT(SqueueByName(env_.JobName(task, 1)), ::testing::ElementsAre(job + " RUNNING"));
+
+  E2E_ASSERT_OK(env_.RestartAgent());
+  auto cancelled = env_.WaitTask(
+      task.id(), [](const v1::Task& t) { return t.state() == v1::TASK_STATE_CANCELLED; },
+      absl::Seconds(60));
+  E2E_ASSERT_OK(cancelled);
+  EXPECT_EQ(cancelled->reason(), "cancelled");
+  EXPECT_FALSE(cancelled->cancel_requested());
+  ASSERT_EQ(cancelled->attempts_size(), 1);
+  EXPECT_EQ(cancelled->attempts(0).slurm_state(), "CANCELLED");
+  std::vector<SacctRecord> jobs = SettledSacctByName(env_.JobName(task, 1), env_.started(), 1);
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].state, "CANCELLED");
+  EXPECT_THAT(SqueueByName(env_.JobName(task, 1)), IsEmpty());
+  // The agent stays connected (the resent cancel did not break its stream).
+  absl::SleepFor(absl::Seconds(3));
+  E2E_ASSERT_OK(env_.WaitAgentConnected(absl::Seconds(1)));
+  EXPECT_EQ(OutboxAtConnect(ReadFileOrEmpty(env_.agent_log())).size(), 2u);
+
+  auto finished = env_.Get(id);
+  E2E_ASSERT_OK(finished);
   auto events = env_.WatchAll(id, 0, absl::Seconds(30));
   E2E_ASSERT_OK(events);
   ExpectEveryEventAppliedOnce(*events, *finished);

@@ -11,9 +11,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <set>
 #include <sstream>
-#include <thread>
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
@@ -21,7 +21,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
@@ -65,11 +64,20 @@ std::string Quote(absl::string_view s) {
   std::string out = "\"";
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out.push_back(c);
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        out.push_back(c);
     }
   }
   out += "\"";
@@ -109,8 +117,9 @@ std::vector<SacctRecord> ParseSacct(const std::string& out) {
 }
 
 std::vector<SacctRecord> Sacct(std::vector<std::string> selection) {
-  std::vector<std::string> argv = {"sacct", "-X", "-D", "-n", "--parsable2",
-                                   "--format=JobID,JobName%200,State,Partition,NodeList,Start,End"};
+  std::vector<std::string> argv = {
+      "sacct", "-X",          "-D",
+      "-n",    "--parsable2", "--format=JobID,JobName%200,State,Partition,NodeList,Start,End"};
   argv.insert(argv.end(), selection.begin(), selection.end());
   auto r = RunSubprocess({.argv = argv,
                           .env = {{"SLURM_TIME_FORMAT", "%Y-%m-%dT%H:%M:%S"}},
@@ -210,29 +219,46 @@ void ChildProcess::Kill(int signal) {
 
 std::string WriteResultsCommand(const std::string& name, double value) {
   return absl::StrCat(
-      "printf '%s\\n' 'results: {tasks: {", name, ": {metrics: {accuracy: {scores: {acc: {value: ",
-      value, "}}}}}}}' > \"$EVALCTL_RESULTS_DIR/results.yml.tmp\"\n",
+      "printf '%s\\n' 'results: {tasks: {", name,
+      ": {metrics: {accuracy: {scores: {acc: {value: ", value,
+      "}}}}}}}' > \"$EVALCTL_RESULTS_DIR/results.yml.tmp\"\n",
       "mv \"$EVALCTL_RESULTS_DIR/results.yml.tmp\" \"$EVALCTL_RESULTS_DIR/results.yml\"\n");
 }
 
 std::string SucceedingCommand(const std::string& name, int seconds, double value) {
   return absl::StrCat("echo \"e2e task ", name, " says hello\"\n",
-                      "echo 1 > \"$EVALCTL_RESULTS_DIR/progress\"\n",
-                      "sleep ", seconds, "\n",
+                      "echo 1 > \"$EVALCTL_RESULTS_DIR/progress\"\n", "sleep ", seconds, "\n",
                       "echo 2 > \"$EVALCTL_RESULTS_DIR/progress\"\n",
-                      WriteResultsCommand(name, value),
-                      "echo \"e2e task ", name, " done\"\n");
+                      WriteResultsCommand(name, value), "echo \"e2e task ", name, " done\"\n");
 }
 
 std::vector<SacctRecord> SacctByName(const std::string& name, absl::Time since) {
   // --name needs -S: without it sacct only looks from midnight.
-  return Sacct({absl::StrCat("--name=", name), "-S",
-                absl::FormatTime("%Y-%m-%dT%H:%M:%S", since - absl::Minutes(5),
-                                 absl::LocalTimeZone())});
+  return Sacct(
+      {absl::StrCat("--name=", name), "-S",
+       absl::FormatTime("%Y-%m-%dT%H:%M:%S", since - absl::Minutes(5), absl::LocalTimeZone())});
 }
 
 std::vector<SacctRecord> SacctByJob(const std::string& job_id) {
   return Sacct({absl::StrCat("--jobs=", job_id)});
+}
+
+std::vector<SacctRecord> SettledSacctByName(const std::string& name, absl::Time since,
+                                            size_t count) {
+  static const std::set<std::string> kLive = {"PENDING",    "RUNNING",   "REQUEUED",
+                                              "COMPLETING", "SUSPENDED", "CONFIGURING"};
+  std::vector<SacctRecord> records;
+  ::evalctl::testing::WaitFor(
+      [&] {
+        records = SacctByName(name, since);
+        if (records.size() != count) return false;
+        for (const SacctRecord& r : records) {
+          if (kLive.count(r.state)) return false;
+        }
+        return true;
+      },
+      absl::Seconds(30));
+  return records;
 }
 
 std::vector<std::string> SqueueByName(const std::string& name) {
@@ -270,14 +296,17 @@ E2eEnv::~E2eEnv() {
   if (agent_ != nullptr) agent_->Kill(SIGKILL);
   if (controller_ != nullptr) controller_->Kill(SIGKILL);
   CancelSlurmJobs();
+  const char* keep = std::getenv("EVALCTL_E2E_KEEP");
   if (::testing::Test::HasFailure()) {
-    std::cerr << "e2e: kept " << root_ << " (controller log " << controller_log()
-              << ", agent log " << agent_log() << ")\n";
+    std::cerr << "e2e: kept " << root_ << " (controller log " << controller_log() << ", agent log "
+              << agent_log() << ")\n";
     for (const std::string& log : {controller_log(), agent_log()}) {
       std::string text = ReadFileOrEmpty(log);
       if (text.size() > 6000) text = "..." + text.substr(text.size() - 6000);
       std::cerr << "---- tail of " << log << "\n" << text << "\n";
     }
+  } else if (keep != nullptr && *keep != '\0' && std::string(keep) != "0") {
+    std::cerr << "e2e: kept " << root_ << " (EVALCTL_E2E_KEEP)\n";
   } else {
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);
@@ -312,16 +341,14 @@ std::string E2eEnv::JobName(const v1::Task& task, int attempt) const {
 bool E2eEnv::controller_running() { return controller_ != nullptr && controller_->Running(); }
 bool E2eEnv::agent_running() { return agent_ != nullptr && agent_->Running(); }
 
-absl::Status E2eEnv::StartController(
-    const std::vector<std::pair<std::string, std::string>>& env) {
+absl::Status E2eEnv::StartController(const std::vector<std::pair<std::string, std::string>>& env) {
   if (controller_running()) return absl::FailedPreconditionError("the controller runs already");
   controller_env_ = env;
   const std::string listen = absl::StrCat("127.0.0.1:", port_);  // 0 the first time
   const size_t log_offset = ReadFileOrEmpty(controller_log()).size();
-  auto child = ChildProcess::Start(
-      {EVALCTL_CONTROLLER_BIN, "--insecure", "--listen", listen, "--state-dir",
-       controller_state_dir(), "--agent-wait", "300"},
-      controller_log(), env);
+  auto child = ChildProcess::Start({EVALCTL_CONTROLLER_BIN, "--insecure", "--listen", listen,
+                                    "--state-dir", controller_state_dir(), "--agent-wait", "300"},
+                                   controller_log(), env);
   if (!child.ok()) return child.status();
   controller_ = *std::move(child);
   // Ready once it logs its port.
@@ -332,19 +359,18 @@ absl::Status E2eEnv::StartController(
     if (at != std::string::npos) {
       size_t end = log.find(')', at);
       int port = 0;
-      if (end != std::string::npos &&
-          absl::SimpleAtoi(log.substr(at + 6, end - at - 6), &port) && port > 0) {
+      if (end != std::string::npos && absl::SimpleAtoi(log.substr(at + 6, end - at - 6), &port) &&
+          port > 0) {
         if (port_ != 0 && port != port_) {
-          return absl::InternalError(absl::StrCat("the controller listens on ", port,
-                                                  " instead of ", port_));
+          return absl::InternalError(
+              absl::StrCat("the controller listens on ", port, " instead of ", port_));
         }
         port_ = port;
         break;
       }
     }
     if (!controller_->Running()) {
-      return absl::InternalError(
-          absl::StrCat("the controller exited at start; its log: ", log));
+      return absl::InternalError(absl::StrCat("the controller exited at start; its log: ", log));
     }
     if (absl::Now() > deadline) {
       return absl::DeadlineExceededError(
@@ -391,8 +417,8 @@ absl::Status E2eEnv::WaitAgentConnected(absl::Duration timeout) {
   std::string last;
   while (absl::Now() < deadline) {
     if (agent_ == nullptr || !agent_->Running()) {
-      return absl::InternalError(absl::StrCat("the agent is not running; its log:\n",
-                                              ReadFileOrEmpty(agent_log())));
+      return absl::InternalError(
+          absl::StrCat("the agent is not running; its log:\n", ReadFileOrEmpty(agent_log())));
     }
     auto clusters = client_->ListClusters({}, {.timeout = absl::Seconds(5)});
     if (clusters.ok()) {
@@ -412,7 +438,8 @@ absl::Status E2eEnv::WaitAgentConnected(absl::Duration timeout) {
 
 absl::StatusOr<std::string> E2eEnv::WriteConfig(const RunConfig& config) {
   std::string y;
-  absl::StrAppend(&y, "defaults:\n  - execution: slurm/default\n  - deployment: none\n  - _self_\n");
+  absl::StrAppend(&y,
+                  "defaults:\n  - execution: slurm/default\n  - deployment: none\n  - _self_\n");
   absl::StrAppend(&y, "execution:\n");
   absl::StrAppend(&y, "  hostname: ", Quote(cluster_), "\n");
   absl::StrAppend(&y, "  username: ", Quote(CurrentUser()), "\n");
@@ -426,8 +453,7 @@ absl::StatusOr<std::string> E2eEnv::WriteConfig(const RunConfig& config) {
   }
   if (config.max_attempts) absl::StrAppend(&y, "  max_attempts: ", *config.max_attempts, "\n");
   if (config.pre_timeout_signal_seconds) {
-    absl::StrAppend(&y, "  pre_timeout_signal_seconds: ", *config.pre_timeout_signal_seconds,
-                    "\n");
+    absl::StrAppend(&y, "  pre_timeout_signal_seconds: ", *config.pre_timeout_signal_seconds, "\n");
   }
   absl::StrAppend(&y, "  container_runtime: none\n");
   absl::StrAppend(&y, "  gres: null\n");
@@ -501,10 +527,9 @@ absl::StatusOr<v1::Invocation> E2eEnv::WaitFinished(const std::string& invocatio
     if (absl::Now() > deadline) break;
     Sleep(absl::Milliseconds(500));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat("invocation ", invocation_id, " not finished within ",
-                   absl::FormatDuration(timeout), "; last: ",
-                   inv.ok() ? inv->DebugString() : inv.status().ToString()));
+  return absl::DeadlineExceededError(absl::StrCat(
+      "invocation ", invocation_id, " not finished within ", absl::FormatDuration(timeout),
+      "; last: ", inv.ok() ? inv->DebugString() : inv.status().ToString()));
 }
 
 absl::StatusOr<v1::Task> E2eEnv::WaitTask(const std::string& task_id,
@@ -518,10 +543,9 @@ absl::StatusOr<v1::Task> E2eEnv::WaitTask(const std::string& task_id,
     if (absl::Now() > deadline) break;
     Sleep(absl::Milliseconds(250));
   }
-  return absl::DeadlineExceededError(
-      absl::StrCat("task ", task_id, ": condition not reached within ",
-                   absl::FormatDuration(timeout), "; last: ",
-                   task.ok() ? task->DebugString() : task.status().ToString()));
+  return absl::DeadlineExceededError(absl::StrCat(
+      "task ", task_id, ": condition not reached within ", absl::FormatDuration(timeout),
+      "; last: ", task.ok() ? task->DebugString() : task.status().ToString()));
 }
 
 absl::StatusOr<std::vector<v1::WatchInvocationResponse>> E2eEnv::WatchAll(
@@ -536,8 +560,8 @@ absl::StatusOr<std::vector<v1::WatchInvocationResponse>> E2eEnv::WatchAll(
   while ((*stream)->Next(&r)) events.push_back(r);
   absl::Status s = (*stream)->Finish();
   if (!s.ok()) {
-    return absl::Status(s.code(), absl::StrCat("watch ended after ", events.size(),
-                                               " events: ", s.message()));
+    return absl::Status(
+        s.code(), absl::StrCat("watch ended after ", events.size(), " events: ", s.message()));
   }
   return events;
 }
@@ -556,8 +580,8 @@ absl::StatusOr<std::string> E2eEnv::ReadLog(const std::string& task_id, v1::LogK
   v1::StreamLogsResponse r;
   while ((*stream)->Next(&r)) {
     if (r.offset() != static_cast<int64_t>(data.size())) {
-      return absl::DataLossError(absl::StrCat("log chunk at offset ", r.offset(), " after ",
-                                              data.size(), " bytes"));
+      return absl::DataLossError(
+          absl::StrCat("log chunk at offset ", r.offset(), " after ", data.size(), " bytes"));
     }
     data += r.data();
   }
@@ -606,13 +630,6 @@ std::vector<std::string> FilesContaining(const std::string& dir, const std::stri
   }
   EXPECT_FALSE(ec) << "listing " << dir << ": " << ec.message();
   return hits;
-}
-
-const v1::Attempt* AttemptOf(const v1::Task& task, int number) {
-  for (const v1::Attempt& a : task.attempts()) {
-    if (a.number() == number) return &a;
-  }
-  return nullptr;
 }
 
 const v1::Task* TaskNamed(const v1::Invocation& inv, const std::string& name) {

@@ -1,19 +1,21 @@
 // Harness of the end-to-end tests: the real evalctl-controller, evalctl-agent and evalctl
 // binaries against the real local Slurm cluster (deploy/dev/cluster.sh).
 //
-//   E2eEnv env;                                  // a fresh temp root for this test
-//   ASSERT_TRUE(env.StartController().ok());     // 127.0.0.1:<free port>, own state dir
-//   ASSERT_TRUE(env.StartAgent().ok());          // --cluster <unique name>, own state dir
-//   RunConfig config;
-//   config.tasks.push_back({.name = "t0", .command = SucceedingCommand("t0", 2)});
-//   auto inv = env.Submit(config);               // through the C++ client library
-//   auto done = env.WaitFinished(inv->id(), absl::Minutes(2));
+//   TEST_F(E2eTest, Something) {                // E2eTest: cluster checked, controller and
+//     RunConfig config;                           // agent started (see the end of this file)
+//     config.tasks.push_back({.name = "t0", .command = SucceedingCommand("t0", 2)});
+//     auto inv = env_.Submit(config);             // through the C++ client library
+//     E2E_ASSERT_OK(inv);
+//     auto done = env_.WaitFinished(inv->id(), absl::Minutes(2));
+//     ...
+//   }
 //
 // Every test gets its own root directory (controller and agent state, run directories, configs,
 // process logs), its own controller port, its own cluster name and its own Slurm job-name prefix,
 // so tests may run in parallel. The destructor kills what it started (SIGKILL) and cancels every
 // Slurm job whose name carries the test's prefix, also when the test failed; the root directory
-// is removed when the test passed and kept (its path printed) when it failed.
+// is removed when the test passed and kept (its path printed) when it failed, or always with
+// EVALCTL_E2E_KEEP=1 in the environment.
 //
 // Controller and agent run as child processes (fork + exec, output to a log file, killed with
 // the test process through PR_SET_PDEATHSIG). `KillController`/`KillAgent` send SIGKILL and
@@ -91,10 +93,10 @@ struct RunConfig {
 };
 
 // Snippets for task commands.
-// Writes results.yml (nemo-evaluator layout, acc = `value`) and the progress file, after
-// printing "e2e task <name> says hello" and sleeping `seconds`.
+// Prints "e2e task <name> says hello", writes progress 1, sleeps `seconds`, writes progress 2 and
+// results.yml (nemo-evaluator layout, score acc = `value`), prints "e2e task <name> done".
 std::string SucceedingCommand(const std::string& name, int seconds, double value = 0.9);
-// The results.yml write alone.
+// The results.yml write alone (atomically: the agent may read it at any time).
 std::string WriteResultsCommand(const std::string& name, double value = 0.9);
 
 // One record of `sacct -X -D` for a job.
@@ -110,6 +112,11 @@ struct SacctRecord {
 // Every job (and requeued instance) with exactly this name, submitted since `since`.
 std::vector<SacctRecord> SacctByName(const std::string& name, absl::Time since);
 std::vector<SacctRecord> SacctByJob(const std::string& job_id);
+// SacctByName once slurmdbd has caught up (it lags behind squeue by up to a few seconds): polls
+// for up to 30 s until there are `count` records and none is in a live state (PENDING, RUNNING,
+// COMPLETING, ...). Returns the last records seen.
+std::vector<SacctRecord> SettledSacctByName(const std::string& name, absl::Time since,
+                                            size_t count);
 // Active jobs (squeue) with this exact name: "id STATE" strings.
 std::vector<std::string> SqueueByName(const std::string& name);
 
@@ -211,26 +218,28 @@ std::vector<std::string> FilesContaining(const std::string& dir, const std::stri
                                          const std::function<bool(const std::string&)>& skip = {});
 std::string ReadFileOrEmpty(const std::string& path);
 
-// "TIMEOUT" etc. for a task's attempt `n` (1-based) as the controller has it.
-const v1::Attempt* AttemptOf(const v1::Task& task, int number);
 const v1::Task* TaskNamed(const v1::Invocation& inv, const std::string& name);
 absl::Time ToTime(const google::protobuf::Timestamp& ts);
 
 // Fails the test (fatally) unless `expr`, an absl::Status or StatusOr, is OK.
-#define E2E_ASSERT_OK(expr)                                    \
-  do {                                                         \
-    const auto& e2e_result_ = (expr);                          \
-    ASSERT_TRUE(::evalctl::e2e::internal::Ok(e2e_result_))     \
-        << ::evalctl::e2e::internal::StatusOf(e2e_result_);    \
+#define E2E_ASSERT_OK(expr)                                 \
+  do {                                                      \
+    const auto& e2e_result_ = (expr);                       \
+    ASSERT_TRUE(::evalctl::e2e::internal::Ok(e2e_result_))  \
+        << ::evalctl::e2e::internal::StatusOf(e2e_result_); \
   } while (0)
 
 namespace internal {
 inline bool Ok(const absl::Status& s) { return s.ok(); }
 template <typename T>
-bool Ok(const absl::StatusOr<T>& s) { return s.ok(); }
+bool Ok(const absl::StatusOr<T>& s) {
+  return s.ok();
+}
 inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
 template <typename T>
-absl::Status StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
+absl::Status StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
 }  // namespace internal
 
 // A test with the cluster checked (failing loudly when it is down), a controller and an agent.

@@ -25,15 +25,11 @@ constexpr char kSleeper[] = "#!/bin/bash\nsleep 300\n";
 
 // Sleeps until stopped the first time; a later attempt finds the marker and finishes at once.
 std::string SecondAttemptFinishes(const std::string& name) {
-  return absl::StrCat(
-      "if [ -e \"$EVALCTL_RESULTS_DIR/first_attempt_started\" ]; then\n",
-      "  echo \"e2e: a later attempt finds the marker and finishes\"\n",
-      WriteResultsCommand(name),
-      "  exit 0\n",
-      "fi\n",
-      "touch \"$EVALCTL_RESULTS_DIR/first_attempt_started\"\n",
-      "echo \"e2e: first attempt, waiting to be preempted\"\n",
-      "sleep 300\n");
+  return absl::StrCat("if [ -e \"$EVALCTL_RESULTS_DIR/first_attempt_started\" ]; then\n",
+                      "  echo \"e2e: a later attempt finds the marker and finishes\"\n",
+                      WriteResultsCommand(name), "  exit 0\n", "fi\n",
+                      "touch \"$EVALCTL_RESULTS_DIR/first_attempt_started\"\n",
+                      "echo \"e2e: first attempt, waiting to be preempted\"\n", "sleep 300\n");
 }
 
 class E2ePreemptionTest : public E2eTest {
@@ -89,7 +85,7 @@ TEST_F(E2ePreemptionTest, PreemptedJobIsResumedAfterThePreemption) {
   EXPECT_EQ(resumed->attempts(0).slurm_state(), "PREEMPTED");
   EXPECT_EQ(resumed->attempts(1).resume_reason(), v1::RESUME_REASON_PREEMPTED);
   EXPECT_THAT(resumed->reason(), HasSubstr("PREEMPTED"));
-  std::vector<SacctRecord> a1 = SacctByName(env_.JobName(*resumed, 1), env_.started());
+  std::vector<SacctRecord> a1 = SettledSacctByName(env_.JobName(*resumed, 1), env_.started(), 1);
   ASSERT_EQ(a1.size(), 1u);
   EXPECT_EQ(a1[0].state, "PREEMPTED");
   EXPECT_EQ(a1[0].job_id, resumed->attempts(0).slurm_job_id());
@@ -105,7 +101,7 @@ TEST_F(E2ePreemptionTest, PreemptedJobIsResumedAfterThePreemption) {
   EXPECT_EQ(t.attempts(1).resume_reason(), v1::RESUME_REASON_PREEMPTED);
   EXPECT_EQ(t.attempts(1).node_list(), "node4");
   EXPECT_GE(ToTime(t.attempts(1).start_time()), ToTime(t.attempts(0).end_time()));
-  std::vector<SacctRecord> a2 = SacctByName(env_.JobName(t, 2), env_.started());
+  std::vector<SacctRecord> a2 = SettledSacctByName(env_.JobName(t, 2), env_.started(), 1);
   ASSERT_EQ(a2.size(), 1u);
   EXPECT_EQ(a2[0].job_id, t.attempts(1).slurm_job_id());
   EXPECT_EQ(a2[0].state, "COMPLETED");
@@ -181,7 +177,7 @@ TEST_F(E2ePreemptionTest, CancelInTheMiddleOfAResumeChainStopsIt) {
     }
     absl::SleepFor(absl::Seconds(1));
   }
-  std::vector<SacctRecord> a2 = SacctByName(env_.JobName(*cancelled, 2), env_.started());
+  std::vector<SacctRecord> a2 = SettledSacctByName(env_.JobName(*cancelled, 2), env_.started(), 1);
   ASSERT_EQ(a2.size(), 1u);
   EXPECT_EQ(a2[0].job_id, second_job);
   EXPECT_EQ(a2[0].state, "CANCELLED");

@@ -26,14 +26,12 @@ constexpr char kRunsPastTheLimit[] =
 // Runs past the time limit the first time; a later attempt finds the marker it left in the
 // artifacts directory (kept across attempts) and finishes at once.
 std::string SecondAttemptFinishes(const std::string& name) {
-  return absl::StrCat(
-      "if [ -e \"$EVALCTL_RESULTS_DIR/first_attempt_started\" ]; then\n",
-      "  echo \"e2e: a later attempt finds the marker and finishes\"\n",
-      "  echo 10 > \"$EVALCTL_RESULTS_DIR/progress\"\n", WriteResultsCommand(name, 0.5),
-      "  exit 0\n",
-      "fi\n",
-      "touch \"$EVALCTL_RESULTS_DIR/first_attempt_started\"\n",
-      "echo 5 > \"$EVALCTL_RESULTS_DIR/progress\"\n", kRunsPastTheLimit);
+  return absl::StrCat("if [ -e \"$EVALCTL_RESULTS_DIR/first_attempt_started\" ]; then\n",
+                      "  echo \"e2e: a later attempt finds the marker and finishes\"\n",
+                      "  echo 10 > \"$EVALCTL_RESULTS_DIR/progress\"\n",
+                      WriteResultsCommand(name, 0.5), "  exit 0\n", "fi\n",
+                      "touch \"$EVALCTL_RESULTS_DIR/first_attempt_started\"\n",
+                      "echo 5 > \"$EVALCTL_RESULTS_DIR/progress\"\n", kRunsPastTheLimit);
 }
 
 TEST_F(E2eTest, TimeoutIsResumedAfterThePreviousAttemptEnded) {
@@ -66,8 +64,8 @@ TEST_F(E2eTest, TimeoutIsResumedAfterThePreviousAttemptEnded) {
   EXPECT_GE(ToTime(second.start_time()), ToTime(first.end_time()));
 
   // Slurm: exactly one job per attempt; the second started after the first ended.
-  std::vector<SacctRecord> a1 = SacctByName(env_.JobName(t, 1), env_.started());
-  std::vector<SacctRecord> a2 = SacctByName(env_.JobName(t, 2), env_.started());
+  std::vector<SacctRecord> a1 = SettledSacctByName(env_.JobName(t, 1), env_.started(), 1);
+  std::vector<SacctRecord> a2 = SettledSacctByName(env_.JobName(t, 2), env_.started(), 1);
   ASSERT_EQ(a1.size(), 1u);
   ASSERT_EQ(a2.size(), 1u);
   EXPECT_EQ(a1[0].job_id, first.slurm_job_id());
@@ -126,7 +124,7 @@ TEST_F(E2eTest, MaxWalltimeUsedUpEndsBudgetExhausted) {
   EXPECT_EQ(t.attempts(0).slurm_state(), "TIMEOUT");
   EXPECT_GE(t.attempts(0).elapsed_seconds(), 60);
 
-  std::vector<SacctRecord> a1 = SacctByName(env_.JobName(t, 1), env_.started());
+  std::vector<SacctRecord> a1 = SettledSacctByName(env_.JobName(t, 1), env_.started(), 1);
   ASSERT_EQ(a1.size(), 1u);
   EXPECT_EQ(a1[0].state, "TIMEOUT");
   absl::SleepFor(absl::Seconds(5));

@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -30,7 +29,7 @@ TEST_F(E2eTest, ThreeTasksRunAndEveryClientSurfaceAgrees) {
   const std::map<std::string, double> values = {{"alpha", 0.25}, {"beta", 0.5}, {"gamma", 0.75}};
   RunConfig config;
   for (const auto& [name, value] : values) {
-    config.tasks.push_back({.name = name, .command = SucceedingCommand(name, 4, value)});
+    config.tasks.push_back({.name = name, .command = SucceedingCommand(name, 6, value)});
   }
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
@@ -39,9 +38,30 @@ TEST_F(E2eTest, ThreeTasksRunAndEveryClientSurfaceAgrees) {
   EXPECT_EQ(submitted->cluster(), env_.cluster());
 
   // A watcher from the first event on; the stream ends by itself once every task is terminal.
-  absl::StatusOr<std::vector<v1::WatchInvocationResponse>> watched =
-      absl::UnknownError("not run");
+  absl::StatusOr<std::vector<v1::WatchInvocationResponse>> watched = absl::UnknownError("not run");
   std::thread watcher([&] { watched = env_.WatchAll(id, 0, absl::Minutes(3)); });
+
+  // `logs -f` from the moment a task runs: the stream follows its log as it grows and ends by
+  // itself once the task has ended. (No fatal assertion while the watcher thread runs.)
+  const std::string followed_id = submitted->tasks(0).id();
+  std::string followed;
+  auto running = env_.WaitTask(
+      followed_id, [](const v1::Task& t) { return t.state() >= v1::TASK_STATE_RUNNING; },
+      absl::Minutes(1));
+  EXPECT_TRUE(running.ok()) << running.status();
+  v1::StreamLogsRequest follow;
+  follow.set_id(followed_id);
+  follow.set_kind(v1::LOG_KIND_EVAL);
+  follow.set_follow(true);
+  auto stream = env_.client().StreamLogs(follow, {.timeout = absl::Minutes(2)});
+  EXPECT_TRUE(stream.ok()) << stream.status();
+  if (stream.ok()) {
+    v1::StreamLogsResponse chunk;
+    while ((*stream)->Next(&chunk)) followed += chunk.data();
+    absl::Status s = (*stream)->Finish();
+    EXPECT_TRUE(s.ok()) << s;
+  }
+
   auto finished = env_.WaitFinished(id, absl::Minutes(3));
   watcher.join();
   E2E_ASSERT_OK(finished);
@@ -72,7 +92,7 @@ TEST_F(E2eTest, ThreeTasksRunAndEveryClientSurfaceAgrees) {
     EXPECT_EQ(t.results().results_path(), t.run_dir() + "/artifacts/results.yml");
 
     // Slurm agrees: one job with the attempt's name, COMPLETED on node1.
-    std::vector<SacctRecord> jobs = SacctByName(env_.JobName(t, 1), env_.started());
+    std::vector<SacctRecord> jobs = SettledSacctByName(env_.JobName(t, 1), env_.started(), 1);
     ASSERT_EQ(jobs.size(), 1u);
     EXPECT_EQ(jobs[0].job_id, a.slurm_job_id());
     EXPECT_EQ(jobs[0].state, "COMPLETED");
@@ -177,6 +197,16 @@ TEST_F(E2eTest, ThreeTasksRunAndEveryClientSurfaceAgrees) {
   E2E_ASSERT_OK(slurm_log);
   EXPECT_THAT(*slurm_log, HasSubstr(absl::StrCat("job ", job_of[first.id()])));
   EXPECT_THAT(*slurm_log, HasSubstr("evaluation exited with code 0"));
+  // The followed stream got all of it.
+  const v1::Task* followed_task = nullptr;
+  for (const v1::Task& t : finished->tasks()) {
+    if (t.id() == followed_id) followed_task = &t;
+  }
+  ASSERT_NE(followed_task, nullptr);
+  auto followed_full = env_.ReadLog(followed_id, v1::LOG_KIND_EVAL);
+  E2E_ASSERT_OK(followed_full);
+  EXPECT_EQ(followed, *followed_full);
+  EXPECT_THAT(followed, HasSubstr(absl::StrCat("e2e task ", followed_task->name(), " done")));
   // The CLI prints the same bytes.
   CliResult cli_logs = env_.Cli({"logs", first.id(), "--which", "eval"});
   ASSERT_EQ(cli_logs.exit_code, 0) << cli_logs.err;
@@ -199,7 +229,7 @@ TEST_F(E2eTest, FailedTaskIsNotResumed) {
   EXPECT_THAT(t.reason(), HasSubstr("exited with status 3"));
   EXPECT_THAT(t.reason(), HasSubstr(t.attempts(0).slurm_job_id()));
 
-  std::vector<SacctRecord> jobs = SacctByName(env_.JobName(t, 1), env_.started());
+  std::vector<SacctRecord> jobs = SettledSacctByName(env_.JobName(t, 1), env_.started(), 1);
   ASSERT_EQ(jobs.size(), 1u);
   EXPECT_EQ(jobs[0].state, "FAILED");
   // No second attempt, not even a while later.

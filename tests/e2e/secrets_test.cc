@@ -7,14 +7,12 @@
 #include <vector>
 
 #include "absl/random/random.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/subprocess.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "nlohmann/json.hpp"
 #include "tests/e2e/harness.h"
 
 namespace evalctl::e2e {
@@ -52,8 +50,8 @@ TEST(E2eSecretsTest, SecretReachesTheJobAndNothingElse) {
   E2E_ASSERT_OK(path);
 
   // Only the CLI's environment has the value.
-  CliResult run = env.Cli({"run", "--config", *path, "--wait"}, {{"E2E_SECRET", secret}},
-                          absl::Minutes(3));
+  CliResult run =
+      env.Cli({"run", "--config", *path, "--wait"}, {{"E2E_SECRET", secret}}, absl::Minutes(3));
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   const std::string marker = "Submitted invocation ";
   size_t at = run.out.find(marker);
@@ -101,9 +99,7 @@ TEST(E2eSecretsTest, SecretReachesTheJobAndNothingElse) {
   };
   // The scan itself works: a canary file with the value is found.
   const std::string canary = env.root() + "/canary";
-  {
-    std::ofstream(canary) << "x" << secret << "x";
-  }
+  { std::ofstream(canary) << "x" << secret << "x"; }
   EXPECT_THAT(FilesContaining(env.root(), secret, secret_store), ::testing::ElementsAre(canary));
   std::filesystem::remove(canary);
   EXPECT_THAT(FilesContaining(env.root(), secret, secret_store), IsEmpty());

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs every benchmark in tests/bench and prints one table (Markdown), after the machine it ran on.
+#
+#   tests/bench/run.sh [--quick] [BUILD_DIR]
+#
+# BUILD_DIR defaults to $EVALCTL_BUILD_DIR, else build-bench, else build; the benchmarks must be
+# built there (ninja -C BUILD_DIR benchmarks). Benchmarks 2, 3 and 4's baseline need the local
+# Slurm cluster (deploy/dev/cluster.sh start); SLURM_CONF is taken from it when unset.
+# --quick: smaller sizes (1 controller invocation, 100 jobs to submit, 10 latency samples).
+# Each benchmark's full output is kept in $EVALCTL_BENCH_OUT (default /var/tmp/evalctl-bench-out).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+quick=0
+build=""
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    -h | --help)
+      sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      exit 0
+      ;;
+    *) build=$arg ;;
+  esac
+done
+if [[ -z "$build" ]]; then
+  build=${EVALCTL_BUILD_DIR:-}
+  [[ -n "$build" ]] || { [[ -d "$root/build-bench" ]] && build=$root/build-bench; } || build=$root/build
+fi
+bench=$build/tests/bench
+for b in tracking_cycle_bench submit_bench event_latency_bench controller_bench; do
+  if [[ ! -x "$bench/$b" ]]; then
+    echo "run.sh: $bench/$b is missing; build it: ninja -C $build benchmarks" >&2
+    exit 2
+  fi
+done
+if [[ -z "${SLURM_CONF:-}" ]] && "$root/deploy/dev/cluster.sh" status >/dev/null 2>&1; then
+  eval "$("$root/deploy/dev/cluster.sh" env)"
+fi
+
+out=${EVALCTL_BENCH_OUT:-/var/tmp/evalctl-bench-out}
+mkdir -p "$out"
+rows=$out/rows.tsv
+: >"$rows"
+
+if ((quick)); then
+  args_cycle=(--slurm --sizes=10,100,1000)
+  args_submit=(--jobs=100 --rounds=1)
+  args_latency=(--jobs=10)
+  args_controller=(--invocations=1)
+else
+  args_cycle=(--slurm)
+  args_submit=()
+  args_latency=()
+  args_controller=()
+fi
+
+run() {
+  local name=$1
+  shift
+  echo "--- $name $*" >&2
+  local rc=0
+  "$bench/$name" "$@" >"$out/$name.log" 2>&1 || rc=$?
+  grep -v '^ROW' "$out/$name.log" >&2 || true
+  grep '^ROW' "$out/$name.log" | cut -f2- >>"$rows" || true
+  if ((rc != 0)); then
+    echo "    ($name exited with status $rc; see $out/$name.log)" >&2
+  fi
+}
+
+run tracking_cycle_bench "${args_cycle[@]}"
+run submit_bench "${args_submit[@]}"
+run event_latency_bench "${args_latency[@]}"
+run controller_bench "${args_controller[@]}"
+
+mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+echo
+echo "Machine: $(nproc) CPUs ($cpu), ${mem_gib} GiB RAM; load average $(cut -d' ' -f1-3 /proc/loadavg);" \
+  "$(date -u +%Y-%m-%dT%H:%MZ); evalctl $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?')" \
+  "$(git -C "$root" diff --quiet 2>/dev/null || echo '(with local changes)')"
+echo
+echo "| benchmark | figure | evalctl | baseline | ratio | note |"
+echo "|---|---|---|---|---|---|"
+awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' "$rows"
