@@ -144,7 +144,9 @@ class Env:
         self.processes.append(Process("agent", [
             self.agent_bin, "--insecure", "--controller", self.address,
             "--state-dir", os.path.join(self.root, "agent"), "--cluster", CLUSTER,
-            "--min-interval", "0.5"],
+            # A short longest interval: the tests watch for RUNNING, which a job that starts and
+            # ends between two backed-off cycles would skip.
+            "--min-interval", "0.5", "--max-interval", "1"],
             os.path.join(self.root, "logs", "agent.log")))
         self.wait_agent_connected()
 
@@ -364,7 +366,7 @@ class PythonClientE2eTest(unittest.TestCase):
         self.assertEqual(self.client.results(inv.id)[0].scores, [])
 
     def test_watch_resumes_across_a_controller_restart(self):
-        config = self.env.write_config("t1", "sleep 5\n" + RESULTS_COMMAND)
+        config = self.env.write_config("t1", "sleep 10\n" + RESULTS_COMMAND)
         inv = self.client.run(config)
         events = []
         restarted = False
