@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include "common/sqlite.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace evalctl::agent {
@@ -75,6 +77,26 @@ TEST(JournalTest, CommitSequencesSurviveReopenAndAcks) {
   ASSERT_TRUE(more.ok());
   EXPECT_EQ((*more)[0].sequence(), 3u);
   EXPECT_FALSE((*j)->Ack(99).ok());
+}
+
+// Sequences are never reused: a counter that cannot be read is an error, not a fresh start at 0.
+TEST(JournalTest, UnreadableSequenceCounterIsDataLoss) {
+  std::string dir = FreshDir("corrupt_meta");
+  {
+    auto j = Journal::Open(dir);
+    ASSERT_TRUE(j.ok()) << j.status();
+    ASSERT_TRUE((*j)->Commit({}, {Event("inv.0", v1::TASK_STATE_PENDING)}).ok());
+  }
+  {
+    auto db = SqliteDb::Open(dir + "/journal.db");
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)->Exec("UPDATE meta SET value = '12x' WHERE key = 'last_sequence'").ok());
+  }
+  auto j = Journal::Open(dir);
+  ASSERT_FALSE(j.ok());
+  EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(j.status().message(),
+              ::testing::HasSubstr("last_sequence is not a number: \"12x\""));
 }
 
 TEST(JournalTest, SecretsLiveOnlyInTheSecretStore) {

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/core/run_files.h"
 #include "common/ids.h"
 #include "common/logging.h"
@@ -212,8 +212,65 @@ absl::Status TaskManager::Recover() {
 
 std::vector<absl::Status> TaskManager::AcceptBatch(const std::vector<v1::SubmitTask>& batch) {
   std::vector<absl::Status> results(batch.size());
-  std::vector<Entry*> to_submit;
-  std::vector<size_t> to_submit_index;
+  // A pipeline: this thread prepares tasks (run directory, script, secrets) and journals their
+  // first attempts in groups of up to kJournalGroup, one transaction per group; up to
+  // submit_parallelism threads run sbatch for each task as soon as its group is journaled (never
+  // before: exactly-once submission). So preparing the next tasks overlaps with sbatch.
+  constexpr size_t kJournalGroup = 16;
+  std::vector<absl::StatusOr<std::string>> ids(batch.size(), absl::UnknownError("not run"));
+  // Journaled tasks (batch index, entry) in hand-off order. This thread never touches an entry
+  // once handed over, and std::map insertions (the next tasks) do not move it.
+  struct HandOff {
+    absl::Mutex mu;
+    std::vector<std::pair<size_t, Entry*>> items ABSL_GUARDED_BY(mu);
+    size_t next ABSL_GUARDED_BY(mu) = 0;
+    bool closed ABSL_GUARDED_BY(mu) = false;
+    bool Ready() const ABSL_SHARED_LOCKS_REQUIRED(mu) { return next < items.size() || closed; }
+  } queue;
+  auto submit = [&](size_t i, const Entry& e) {
+    const v1::Attempt& a = e.journaled.status.attempts(e.journaled.status.attempts_size() - 1);
+    SubmitRequest req{absl::StrCat(e.journaled.submit.job().run_dir(), "/", layout::kScriptFile),
+                      JobName(e, a), e.journaled.submit.job().run_dir(), "", SbatchEnv(e)};
+    ids[i] = slurm_->Submit(req);
+  };
+  auto worker = [&] {
+    while (true) {
+      std::pair<size_t, Entry*> item;
+      {
+        absl::MutexLock lock(&queue.mu);
+        queue.mu.Await(absl::Condition(&queue, &HandOff::Ready));
+        if (queue.next >= queue.items.size()) return;  // closed and drained
+        item = queue.items[queue.next++];
+      }
+      submit(item.first, *item.second);
+    }
+  };
+  const int threads = std::min<int>(options_.submit_parallelism, static_cast<int>(batch.size()));
+  std::vector<std::thread> pool;
+  if (threads > 1) {
+    for (int t = 0; t < threads; ++t) pool.emplace_back(worker);
+  }
+
+  std::vector<std::pair<size_t, Entry*>> group;
+  std::vector<v1::AgentEvent> group_events;
+  auto journal_group = [&] {
+    if (group.empty()) return;
+    std::vector<const Entry*> entries;
+    for (const auto& [i, e] : group) {
+      AddAttempt(*e, v1::RESUME_REASON_UNSPECIFIED);
+      entries.push_back(e);
+    }
+    // Journaled before sbatch: after a crash, each job is found by its attempt's name.
+    absl::Status s = Persist(entries, group_events);
+    if (!s.ok()) {
+      for (const auto& [i, e] : group) results[i] = s;
+    } else {
+      absl::MutexLock lock(&queue.mu);
+      queue.items.insert(queue.items.end(), group.begin(), group.end());
+    }
+    group.clear();
+    group_events.clear();
+  };
   for (size_t i = 0; i < batch.size(); ++i) {
     const v1::SubmitTask& task = batch[i];
     if (tasks_.count(task.task_id())) continue;  // already taken: idempotent
@@ -250,67 +307,56 @@ std::vector<absl::Status> TaskManager::AcceptBatch(const std::vector<v1::SubmitT
         continue;
       }
     }
-    std::vector<v1::AgentEvent> events = {MakeEvent(e, v1::TaskEvent::KIND_ACCEPTED)};
+    group_events.push_back(MakeEvent(e, v1::TaskEvent::KIND_ACCEPTED));
     Entry& stored = tasks_[task.task_id()] = std::move(e);
-    if (absl::Status s = StartAttempt(stored, v1::RESUME_REASON_UNSPECIFIED, events); !s.ok()) {
-      results[i] = s;
-      continue;
-    }
-    to_submit.push_back(&stored);
-    to_submit_index.push_back(i);
+    group.emplace_back(i, &stored);
+    if (group.size() >= kJournalGroup) journal_group();
   }
-
-  // sbatch with bounded parallelism: each call is independent and SlurmClient is thread-safe.
-  std::vector<absl::StatusOr<std::string>> ids(to_submit.size(), absl::UnknownError("not run"));
-  std::atomic<size_t> next{0};
-  auto worker = [&] {
-    for (size_t k = next++; k < to_submit.size(); k = next++) {
-      Entry& e = *to_submit[k];
-      SubmitRequest req{absl::StrCat(e.journaled.submit.job().run_dir(), "/", layout::kScriptFile),
-                        JobName(e, *Current(e.journaled.status)),
-                        e.journaled.submit.job().run_dir(), "", SbatchEnv(e)};
-      ids[k] = slurm_->Submit(req);
-    }
-  };
-  int threads = std::min<int>(options_.submit_parallelism, static_cast<int>(to_submit.size()));
-  std::vector<std::thread> pool;
-  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
+  journal_group();
+  std::vector<std::pair<size_t, Entry*>> handed;
+  {
+    absl::MutexLock lock(&queue.mu);
+    queue.closed = true;
+    handed = queue.items;
+  }
+  if (pool.empty()) {
+    for (const auto& [i, e] : handed) submit(i, *e);
+  }
   for (std::thread& t : pool) t.join();
 
   std::vector<const Entry*> changed;
   std::vector<v1::AgentEvent> events;
-  for (size_t k = 0; k < to_submit.size(); ++k) {
-    Entry& e = *to_submit[k];
+  for (const auto& [i, entry] : handed) {
+    Entry& e = *entry;
     v1::Attempt* a = Current(e.journaled.status);
-    if (ids[k].ok()) {
-      a->set_slurm_job_id(*ids[k]);
+    if (ids[i].ok()) {
+      a->set_slurm_job_id(*ids[i]);
       a->set_slurm_state("PENDING");
       *a->mutable_submit_time() = Ts(clock_->Now());
       e.journaled.status.set_state(v1::TASK_STATE_QUEUED);
       e.journaled.status.set_reason("");
       events.push_back(MakeEvent(e, v1::TaskEvent::KIND_SUBMITTED));
       LOG(INFO) << "submitted task=" << e.journaled.status.id() << " attempt=" << a->number()
-                << " job=" << *ids[k];
-    } else if (absl::IsUnavailable(ids[k].status()) ||
-               absl::IsDeadlineExceeded(ids[k].status())) {
+                << " job=" << *ids[i];
+    } else if (absl::IsUnavailable(ids[i].status()) ||
+               absl::IsDeadlineExceeded(ids[i].status())) {
       // Maybe submitted, maybe not: the next cycle looks the job up by name before retrying.
       e.journaled.status.set_reason(
-          absl::StrCat("waiting for Slurm to accept the job: ", ids[k].status().message()));
+          absl::StrCat("waiting for Slurm to accept the job: ", ids[i].status().message()));
       LOG(WARNING) << "sbatch unavailable task=" << e.journaled.status.id() << ": "
-                   << ids[k].status();
+                   << ids[i].status();
     } else {
       std::vector<v1::AgentEvent> finish_events;
       Finish(e, v1::TASK_STATE_FAILED,
-             absl::StrCat("Slurm rejected the job: ", ids[k].status().message()), finish_events);
+             absl::StrCat("Slurm rejected the job: ", ids[i].status().message()), finish_events);
       events.insert(events.end(), finish_events.begin(), finish_events.end());
     }
     changed.push_back(&e);
   }
   if (!changed.empty()) {
     absl::Status s = Persist(changed, events);
-    for (size_t idx : to_submit_index) {
-      if (results[idx].ok()) results[idx] = s;
+    for (const auto& [i, e] : handed) {
+      if (results[i].ok()) results[i] = s;
     }
   }
   return results;
@@ -318,8 +364,7 @@ std::vector<absl::Status> TaskManager::AcceptBatch(const std::vector<v1::SubmitT
 
 absl::Status TaskManager::Accept(const v1::SubmitTask& task) { return AcceptBatch({task})[0]; }
 
-absl::Status TaskManager::StartAttempt(Entry& e, v1::ResumeReason reason,
-                                       const std::vector<v1::AgentEvent>& events) {
+void TaskManager::AddAttempt(Entry& e, v1::ResumeReason reason) {
   v1::Task& t = e.journaled.status;
   v1::Attempt* a = t.add_attempts();
   a->set_number(t.attempts_size());
@@ -327,6 +372,11 @@ absl::Status TaskManager::StartAttempt(Entry& e, v1::ResumeReason reason,
   a->set_resume_reason(reason);
   t.set_phase(v1::PHASE_UNSPECIFIED);
   if (reason != v1::RESUME_REASON_UNSPECIFIED) t.set_state(v1::TASK_STATE_RESUMING);
+}
+
+absl::Status TaskManager::StartAttempt(Entry& e, v1::ResumeReason reason,
+                                       const std::vector<v1::AgentEvent>& events) {
+  AddAttempt(e, reason);
   // Journaled before sbatch: after a crash, the job is found by this attempt's name.
   return Persist({&e}, events);
 }
@@ -465,8 +515,13 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
       break;
     default: {
       // The attempt ended: the exit code from scontrol while it still knows the job (sacct
-      // reports it modulo 128).
-      if (auto shown = slurm_->Show(a->slurm_job_id()); shown.ok() && shown->exit_code) {
+      // reports it modulo 128). COMPLETED means the script exited 0 (a non-zero exit is FAILED),
+      // so successful jobs need no scontrol call: a cycle in which many jobs complete stays at
+      // one squeue and one sacct.
+      if (kind == Kind::kSucceeded) {
+        a->set_exit_code(0);
+        a->set_signal(0);
+      } else if (auto shown = slurm_->Show(a->slurm_job_id()); shown.ok() && shown->exit_code) {
         a->set_exit_code(*shown->exit_code);
         if (shown->signal) a->set_signal(*shown->signal);
       } else if (info.exit_code) {

@@ -98,6 +98,8 @@ class TaskManager {
   v1::Attempt* Current(v1::Task& t);
   std::string JobName(const Entry& e, const v1::Attempt& a) const;
 
+  // Adds a new attempt (without job id) to `e`, not yet journaled.
+  void AddAttempt(Entry& e, v1::ResumeReason reason);
   // Journals a new attempt (without job id) for `e`, together with `events`.
   absl::Status StartAttempt(Entry& e, v1::ResumeReason reason,
                             const std::vector<v1::AgentEvent>& events);

@@ -2,8 +2,11 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "agent/slurm/fake_slurm.h"
@@ -377,6 +380,103 @@ TEST_F(TaskManagerTest, AcceptIsIdempotent) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
+TEST_F(TaskManagerTest, CompletedJobsNeedNoScontrolCall) {
+  std::vector<v1::SubmitTask> batch;
+  for (int i = 0; i < 50; ++i) batch.push_back(Task(i));
+  for (const absl::Status& s : tm_->AcceptBatch(batch)) ASSERT_TRUE(s.ok()) << s;
+  Step();
+  for (int i = 0; i < 50; ++i) {
+    WriteResults(i);
+    ASSERT_TRUE(slurm_->FailJob(JobOf(i, 1), 0).ok());  // exit 0: COMPLETED
+  }
+  slurm_->ResetCalls();
+  Step();
+  auto calls = slurm_->calls();
+  EXPECT_EQ(calls.queue, 1);
+  EXPECT_EQ(calls.accounting, 1);
+  EXPECT_EQ(calls.show, 0);
+  for (int i = 0; i < 50; ++i) {
+    v1::Task t = Get(i);
+    EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED) << t.reason();
+    EXPECT_TRUE(t.attempts(0).has_exit_code());
+    EXPECT_EQ(t.attempts(0).exit_code(), 0);
+    EXPECT_EQ(t.attempts(0).signal(), 0);
+  }
+}
+
+// A SlurmClient that checks, at every sbatch, that the attempt it submits is already journaled.
+class JournalCheckingSlurm : public SlurmClient {
+ public:
+  JournalCheckingSlurm(SlurmClient* inner, Journal* journal) : inner_(inner), journal_(journal) {}
+  absl::StatusOr<std::string> Submit(const SubmitRequest& request) override {
+    auto tasks = journal_->LoadTasks();
+    bool journaled = false;
+    if (tasks.ok()) {
+      for (const JournaledTask& t : *tasks) {
+        for (const v1::Attempt& a : t.status.attempts()) {
+          journaled |= request.job_name ==
+                       t.submit.job().job_name_prefix() + "." + a.attempt_id();
+        }
+      }
+    }
+    if (!journaled) unjournaled_submits.fetch_add(1);
+    return inner_->Submit(request);
+  }
+  absl::StatusOr<std::vector<JobInfo>> Queue(const std::vector<std::string>& ids) override {
+    return inner_->Queue(ids);
+  }
+  absl::StatusOr<std::vector<JobInfo>> Accounting(const std::vector<std::string>& ids) override {
+    return inner_->Accounting(ids);
+  }
+  absl::StatusOr<std::vector<JobInfo>> FindByName(const std::vector<std::string>& names,
+                                                  absl::Time since) override {
+    return inner_->FindByName(names, since);
+  }
+  absl::StatusOr<JobInfo> Show(const std::string& id) override { return inner_->Show(id); }
+  absl::Status Cancel(const std::vector<std::string>& ids) override { return inner_->Cancel(ids); }
+  std::atomic<int> unjournaled_submits{0};
+
+ private:
+  SlurmClient* inner_;
+  Journal* journal_;
+};
+
+TEST_F(TaskManagerTest, LargeBatchesJournalEveryAttemptBeforeItsSbatch) {
+  JournalCheckingSlurm checking(slurm_.get(), journal_.get());
+  TaskManager tm(TaskManagerOptions{.submit_parallelism = 4}, &checking, journal_.get(), &clock_);
+  std::vector<v1::SubmitTask> batch;
+  for (int i = 0; i < 100; ++i) batch.push_back(Task(i));
+  batch.push_back(Task(7));  // a repeat in the same batch is taken once
+  for (const absl::Status& s : tm.AcceptBatch(batch)) ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(checking.unjournaled_submits.load(), 0);
+  EXPECT_EQ(slurm_->submissions().size(), 100u);
+  std::set<std::string> names;
+  for (const auto& sub : slurm_->submissions()) names.insert(sub.request.job_name);
+  EXPECT_EQ(names.size(), 100u);
+  for (int i = 0; i < 100; ++i) {
+    auto t = tm.Get("0123456789abcdef." + std::to_string(i));
+    ASSERT_TRUE(t.ok());
+    EXPECT_EQ(t->state(), v1::TASK_STATE_QUEUED);
+    ASSERT_EQ(t->attempts_size(), 1);
+    EXPECT_FALSE(t->attempts(0).slurm_job_id().empty());
+  }
+  // Every task has its ACCEPTED event before its SUBMITTED one, and exactly one of each.
+  std::map<std::string, std::vector<v1::TaskEvent::Kind>> kinds;
+  for (const v1::TaskEvent& e : Events()) kinds[e.task_id()].push_back(e.kind());
+  ASSERT_EQ(kinds.size(), 100u);
+  for (const auto& [id, k] : kinds) {
+    EXPECT_EQ(k, (std::vector<v1::TaskEvent::Kind>{v1::TaskEvent::KIND_ACCEPTED,
+                                                   v1::TaskEvent::KIND_SUBMITTED}))
+        << id;
+  }
+  // The secrets reached sbatch's environment.
+  for (const auto& sub : slurm_->submissions()) {
+    bool has_secret = false;
+    for (const auto& [k, v] : sub.request.env) has_secret |= v == kSecret;
+    EXPECT_TRUE(has_secret);
+  }
 }
 
 }  // namespace

@@ -171,6 +171,10 @@ void Emit(YAML::Emitter& out, const Node& node, absl::string_view redaction) {
       }
       out << YAML::BeginMap;
       for (const auto& [key, value] : node.entries()) {
+        // YAML allows 1024 characters in an implicit key, as written. yaml-cpp switches to an
+        // explicit key (`? key`) above 1024 bytes only, but escapes (up to 4 characters a byte)
+        // can make a shorter key too long to read back.
+        if (key.size() > 250) out << YAML::LongKey;
         out << YAML::Key << key << YAML::Value;
         Emit(out, value, redaction);
       }

@@ -1,5 +1,8 @@
 #include "controller/config/node.h"
 
+#include <string>
+#include <vector>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -87,6 +90,25 @@ TEST(ToYamlTest, RoundTripsAndRedactsSecrets) {
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(Lookup(*again, "a.b")->quoted());
   EXPECT_EQ(Lookup(*again, "a.c.1")->text(), "y");
+}
+
+// Found by tests/fuzz: yaml-cpp writes a key of more than 1024 bytes as an explicit key, but a
+// shorter one whose escapes make it longer than YAML's 1024 characters for an implicit key was
+// written as one, and the text did not read back.
+TEST(ToYamlTest, LongKeysReadBack) {
+  Node root = Node::Map();
+  const std::vector<std::string> keys = {
+      std::string(3000, 'k'),
+      std::string(300, '\0'),  // 300 `\x00` escapes: 1202 characters
+      std::string(250, '\0'),  // 1002 characters: may stay an implicit key
+      "short"};
+  for (const std::string& key : keys) root.Set(key, Node::Scalar("v" + std::to_string(key.size())));
+  auto again = LoadYaml(ToYaml(root), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  for (const std::string& key : keys) {
+    ASSERT_NE(again->Find(key), nullptr) << key.size();
+    EXPECT_EQ(again->Find(key)->text(), "v" + std::to_string(key.size()));
+  }
 }
 
 TEST(NodeTest, ScalarTyping) {

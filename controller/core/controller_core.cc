@@ -304,6 +304,9 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     inv.tasks.push_back(std::move(stored));
   }
   absl::Status created = store_->CreateInvocation(inv);
+  // The stored copies (a rendered job per task) are committed: free them before the commands go
+  // out and the answer is built, rather than holding both at once.
+  std::vector<StoredTask>().swap(inv.tasks);
   if (absl::IsAlreadyExists(created)) {
     // A concurrent retry with the same request id won the race.
     ASSIGN_OR_RETURN(existing, store_->FindRequest(caller.user, request.request_id()));

@@ -69,6 +69,20 @@ bool IsTerminal(v1::TaskState s) {
          s == v1::TASK_STATE_CANCELLED || s == v1::TASK_STATE_BUDGET_EXHAUSTED;
 }
 
+// Adds `n` tasks in `state` to the counts (states without a counter count as pending).
+void AddCount(v1::TaskCounts& c, v1::TaskState state, int n) {
+  switch (state) {
+    case v1::TASK_STATE_QUEUED: c.set_queued(c.queued() + n); break;
+    case v1::TASK_STATE_RUNNING: c.set_running(c.running() + n); break;
+    case v1::TASK_STATE_RESUMING: c.set_resuming(c.resuming() + n); break;
+    case v1::TASK_STATE_SUCCEEDED: c.set_succeeded(c.succeeded() + n); break;
+    case v1::TASK_STATE_FAILED: c.set_failed(c.failed() + n); break;
+    case v1::TASK_STATE_CANCELLED: c.set_cancelled(c.cancelled() + n); break;
+    case v1::TASK_STATE_BUDGET_EXHAUSTED: c.set_budget_exhausted(c.budget_exhausted() + n); break;
+    default: c.set_pending(c.pending() + n); break;
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
@@ -236,19 +250,8 @@ absl::Status SqliteStore::FillCounts(v1::Invocation& inv) {
     ASSIGN_OR_RETURN(bool row, st->Step());
     if (!row) break;
     auto state = static_cast<v1::TaskState>(st->Int(0));
-    int n = static_cast<int>(st->Int(1));
     if (!IsTerminal(state)) finished = false;
-    switch (state) {
-      case v1::TASK_STATE_PENDING: c->set_pending(c->pending() + n); break;
-      case v1::TASK_STATE_QUEUED: c->set_queued(n); break;
-      case v1::TASK_STATE_RUNNING: c->set_running(n); break;
-      case v1::TASK_STATE_RESUMING: c->set_resuming(n); break;
-      case v1::TASK_STATE_SUCCEEDED: c->set_succeeded(n); break;
-      case v1::TASK_STATE_FAILED: c->set_failed(n); break;
-      case v1::TASK_STATE_CANCELLED: c->set_cancelled(n); break;
-      case v1::TASK_STATE_BUDGET_EXHAUSTED: c->set_budget_exhausted(n); break;
-      default: c->set_pending(c->pending() + n); break;
-    }
+    AddCount(*c, state, static_cast<int>(st->Int(1)));
   }
   inv.set_finished(finished);
   return absl::OkStatus();
@@ -267,9 +270,11 @@ absl::StatusOr<v1::Invocation> SqliteStore::GetInvocation(const std::string& id,
       return absl::DataLossError(absl::StrCat("invocation ", id, " cannot be decoded"));
     }
   }
-  RETURN_IF_ERROR(FillCounts(inv));
-  if (with_tasks) {
-    // Only the status column: the SubmitTask (the rendered job) is not part of the answer.
+  if (!with_tasks) {
+    RETURN_IF_ERROR(FillCounts(inv));
+  } else {
+    // Only the status column: the SubmitTask (the rendered job) is not part of the answer. The
+    // counts come from the same rows (the state column is the status's state).
     ASSIGN_OR_RETURN(SqliteStatement * st,
                      Statement("SELECT status FROM tasks WHERE invocation_id = ? ORDER BY idx"));
     ResetOnExit reset(st);
@@ -281,6 +286,14 @@ absl::StatusOr<v1::Invocation> SqliteStore::GetInvocation(const std::string& id,
         return absl::DataLossError(absl::StrCat("a task of invocation ", id, " cannot be decoded"));
       }
     }
+    v1::TaskCounts* c = inv.mutable_counts();
+    c->Clear();
+    bool finished = true;
+    for (const v1::Task& t : inv.tasks()) {
+      finished = finished && IsTerminal(t.state());
+      AddCount(*c, t.state(), 1);
+    }
+    inv.set_finished(finished);
   }
   return inv;
 }

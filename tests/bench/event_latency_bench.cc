@@ -16,6 +16,9 @@
 // second, as `watch -n1 squeue` would) — its detection latency and how many Slurm commands it ran,
 // against the agent's squeue + sacct count over the same window.
 //
+// Then a quiet window of 90 s: the short jobs have ended, two long jobs run and nothing changes;
+// the Slurm commands each side spends in it (the agent's interval backs off to 30 s).
+//
 //   event_latency_bench [--jobs=20] [--gaps=1:8]
 #include <unistd.h>
 
@@ -26,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -228,9 +232,12 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
-  // N held jobs, submitted through the controller's command path.
+  // N held jobs, submitted through the controller's command path, and 2 long ones for the quiet
+  // window.
+  constexpr int kLong = 2;
   std::vector<std::string> task_ids;
-  for (int i = 0; i < jobs; ++i) {
+  for (int i = 0; i < jobs + kLong; ++i) {
+    const bool long_job = i >= jobs;
     v1::Command cmd;
     cmd.set_command_id(static_cast<uint64_t>(i + 1));
     v1::SubmitTask* t = cmd.mutable_submit_task();
@@ -241,9 +248,9 @@ int Main(int argc, char** argv) {
     t->mutable_job()->set_run_dir(run_dir);
     t->mutable_job()->set_job_name_prefix(absl::StrCat("bench.latency.t", i));
     t->mutable_job()->set_script(absl::StrCat(
-        "#!/bin/bash\n#SBATCH --hold\n#SBATCH --partition=debug\n#SBATCH --time=2\n"
-        "#SBATCH --output=/dev/null\ndate +%s.%N > ",
-        run_dir, "/started\nsleep 30\n"));
+        "#!/bin/bash\n#SBATCH --hold\n#SBATCH --partition=debug\n#SBATCH --time=",
+        long_job ? 12 : 2, "\n#SBATCH --output=/dev/null\ndate +%s.%N > ", run_dir,
+        "/started\nsleep ", long_job ? 600 : 30, "\n"));
     task_ids.push_back(t->task_id());
     controller.Send(cmd);
   }
@@ -251,7 +258,7 @@ int Main(int argc, char** argv) {
   // Job ids from the SUBMITTED events.
   std::map<std::string, std::string> job_of;  // task id → job id
   for (absl::Time until = absl::Now() + absl::Seconds(120);
-       absl::Now() < until && static_cast<int>(job_of.size()) < jobs;) {
+       absl::Now() < until && static_cast<int>(job_of.size()) < jobs + kLong;) {
     absl::SleepFor(absl::Milliseconds(100));
     for (const auto& a : controller.arrivals()) {
       if (a.event.kind() == v1::TaskEvent::KIND_SUBMITTED) {
@@ -259,15 +266,33 @@ int Main(int argc, char** argv) {
       }
     }
   }
-  std::vector<std::string> ids;
+  std::vector<std::string> all_ids;
   for (const std::string& t : task_ids) {
-    if (job_of.count(t)) ids.push_back(job_of[t]);
+    if (job_of.count(t)) all_ids.push_back(job_of[t]);
   }
-  if (static_cast<int>(ids.size()) < jobs) {
-    std::cerr << "only " << ids.size() << " of " << jobs << " jobs were submitted\n";
-    (void)cli.Cancel(ids);
+  if (static_cast<int>(all_ids.size()) < jobs + kLong) {
+    std::cerr << "only " << all_ids.size() << " of " << jobs + kLong << " jobs were submitted\n";
+    (void)cli.Cancel(all_ids);
     shutdown();
     return 1;
+  }
+  const std::vector<std::string> ids(all_ids.begin(), all_ids.begin() + jobs);
+  auto arrived = [&](v1::TaskState state, int first, int count) {
+    std::set<std::string> wanted(task_ids.begin() + first, task_ids.begin() + first + count);
+    std::set<std::string> seen;
+    for (const auto& a : controller.arrivals()) {
+      if (a.event.state() == state && wanted.count(a.event.task_id())) seen.insert(a.event.task_id());
+    }
+    return static_cast<int>(seen.size()) == count;
+  };
+  // The long jobs run from now on.
+  for (int i = jobs; i < jobs + kLong; ++i) {
+    (void)RunSubprocess(
+        {.argv = {"scontrol", "release", all_ids[i]}, .timeout = absl::Seconds(30)});
+  }
+  for (absl::Time until = absl::Now() + absl::Seconds(60);
+       absl::Now() < until && !arrived(v1::TASK_STATE_RUNNING, jobs, kLong);) {
+    absl::SleepFor(absl::Milliseconds(200));
   }
 
   // Baseline: squeue for all ids every second.
@@ -276,7 +301,7 @@ int Main(int argc, char** argv) {
   absl::Mutex poll_mu;
   std::map<std::string, absl::Time> poll_seen;  // job id → when the poller first saw RUNNING
   std::thread poller([&] {
-    const std::string list = absl::StrJoin(ids, ",");
+    const std::string list = absl::StrJoin(all_ids, ",");
     while (!poll_stop) {
       const absl::Time next = absl::Now() + absl::Seconds(1);
       auto r = RunSubprocess({.argv = {"squeue", "-h", "-t", "all", "--jobs=" + list, "-o",
@@ -314,22 +339,38 @@ int Main(int argc, char** argv) {
         running.emplace(a.event.task_id(), a);
       }
     }
-    size_t polled;
+    size_t polled = 0;
     {
       absl::MutexLock lock(&poll_mu);
-      polled = poll_seen.size();
+      for (const std::string& id : ids) polled += poll_seen.count(id);
     }
     if (static_cast<int>(running.size()) == jobs && static_cast<int>(polled) == jobs) break;
     absl::SleepFor(absl::Milliseconds(200));
   }
   const double window_s = absl::ToDoubleSeconds(absl::Now() - window_start);
+  const int agent_queries = (slurm.queue - queue0) + (slurm.accounting - acct0);
+  const int poll_queries = poll_calls.load();
+
+  // Quiet window: the short jobs have ended (and the agent has reported it); only the two long
+  // jobs run and nothing changes. How many Slurm commands does each side spend?
+  for (absl::Time until = absl::Now() + absl::Seconds(120);
+       absl::Now() < until && !arrived(v1::TASK_STATE_FAILED, 0, jobs) &&
+       !arrived(v1::TASK_STATE_SUCCEEDED, 0, jobs);) {
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+  absl::SleepFor(absl::Seconds(2));
+  constexpr int kQuietSeconds = 90;
+  const int quiet_q0 = slurm.queue + slurm.accounting;
+  const int quiet_p0 = poll_calls.load();
+  absl::SleepFor(absl::Seconds(kQuietSeconds));
+  const int quiet_agent = slurm.queue + slurm.accounting - quiet_q0;
+  const int quiet_poller = poll_calls.load() - quiet_p0;
   poll_stop = true;
   poller.join();
-  const int agent_queries = (slurm.queue - queue0) + (slurm.accounting - acct0);
-  if (absl::Status s = cli.Cancel(ids); !s.ok()) std::cout << "  scancel: " << s << "\n";
+  if (absl::Status s = cli.Cancel(all_ids); !s.ok()) std::cout << "  scancel: " << s << "\n";
 
   std::vector<double> latency, detection, delivery, baseline;
-  for (size_t i = 0; i < task_ids.size(); ++i) {
+  for (size_t i = 0; i < ids.size(); ++i) {
     std::ifstream f(absl::StrCat(root, "/runs/t", i, "/started"));
     std::string text;
     std::getline(f, text);
@@ -360,7 +401,9 @@ int Main(int argc, char** argv) {
   std::cout << "  fixed 1 s squeue poller: median " << Fmt(Median(baseline), 2) << " s, p95 "
             << Fmt(Percentile(baseline, 95), 2) << " s\n";
   std::cout << "  Slurm commands over the " << Fmt(window_s, 0) << " s window: agent "
-            << agent_queries << " (squeue + sacct), poller " << poll_calls.load() << "\n";
+            << agent_queries << " (squeue + sacct), poller " << poll_queries << "\n";
+  std::cout << "  Slurm commands in a quiet " << kQuietSeconds << " s (2 jobs running, nothing "
+            << "changes): agent " << quiet_agent << ", poller " << quiet_poller << "\n";
   const std::string n = absl::StrCat(latency.size(), " jobs, gaps ", Fmt(gap_min, 0), "-",
                                      Fmt(gap_max, 0), " s");
   Row("3 event latency", absl::StrCat("start → RUNNING at controller, median s (", n, ")"),
@@ -372,10 +415,14 @@ int Main(int argc, char** argv) {
       Fmt(Percentile(latency, 95) / std::max(1e-9, Percentile(baseline, 95)), 2) + "x",
       absl::StrCat("agent detection median ", Fmt(Median(detection), 2),
                    " s; delivery median ", Fmt(Median(delivery) * 1e3, 1), " ms"));
-  Row("3 event latency", "Slurm commands during the window", std::to_string(agent_queries),
-      std::to_string(poll_calls.load()),
-      Fmt(static_cast<double>(agent_queries) / std::max(1, poll_calls.load()), 2) + "x",
-      absl::StrCat("over ", Fmt(window_s, 0), " s; agent: squeue + sacct per cycle"));
+  Row("3 event latency", "Slurm commands while jobs start", std::to_string(agent_queries),
+      std::to_string(poll_queries),
+      Fmt(static_cast<double>(agent_queries) / std::max(1, poll_queries), 2) + "x",
+      absl::StrCat("over the ", Fmt(window_s, 0), " s of releases; agent: squeue + sacct per cycle"));
+  Row("3 event latency", absl::StrCat("Slurm commands in a quiet ", kQuietSeconds, " s"),
+      std::to_string(quiet_agent), std::to_string(quiet_poller),
+      Fmt(static_cast<double>(quiet_agent) / std::max(1, quiet_poller), 2) + "x",
+      "2 jobs running, nothing changes: the agent's interval backs off to 30 s");
   return 0;
 }
 

@@ -39,8 +39,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const size_t marker = input.find(kOverridesMarker);
   request.yaml = std::string(input.substr(0, marker));
   if (marker != absl::string_view::npos) {
-    for (absl::string_view line : absl::StrSplit(input.substr(marker + kOverridesMarker.size()),
-                                                 '\n', absl::SkipEmpty())) {
+    for (absl::string_view line :
+         absl::StrSplit(input.substr(marker + kOverridesMarker.size()), '\n', absl::SkipEmpty())) {
       request.overrides.emplace_back(line);
     }
   }

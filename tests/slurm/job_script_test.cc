@@ -141,8 +141,8 @@ class JobScriptTest : public ::testing::Test {
     WaitFor(
         [&] {
           state = ScontrolField(id, "JobState");
-          return state != "" && state != "PENDING" && state != "RUNNING" &&
-                 state != "COMPLETING" && state != "CONFIGURING";
+          return state != "" && state != "PENDING" && state != "RUNNING" && state != "COMPLETING" &&
+                 state != "CONFIGURING";
         },
         absl::Seconds(120));
     return state;
@@ -165,8 +165,7 @@ TEST_F(JobScriptTest, ServerThatNeverAnswersEndsWithEndpointTimeout) {
   const std::string state = WaitForEnd(id);
   const std::string log = SlurmLog(id);
   ASSERT_EQ(state, "FAILED") << "slurm log:\n" << log;
-  EXPECT_EQ(ScontrolField(id, "ExitCode"), absl::StrCat(config::kExitEndpointTimeout, ":0"))
-      << log;
+  EXPECT_EQ(ScontrolField(id, "ExitCode"), absl::StrCat(config::kExitEndpointTimeout, ":0")) << log;
   EXPECT_THAT(log, HasSubstr("was not ready after 5 s (execution.endpoint_readiness_timeout)"));
   EXPECT_THAT(log, HasSubstr("stopping the deployment"));
   EXPECT_THAT(log, HasSubstr(absl::StrCat("job exits with code ", config::kExitEndpointTimeout)));
@@ -185,7 +184,7 @@ TEST_F(JobScriptTest, ServerThatDiesEndsWithServerDiedAndNamesItsLog) {
   ASSERT_EQ(state, "FAILED") << "slurm log:\n" << log;
   EXPECT_EQ(ScontrolField(id, "ExitCode"), absl::StrCat(config::kExitServerDied, ":0")) << log;
   const std::string server_logs = absl::StrCat(run_dir_, "/logs/server-0-", id, "-*.log");
-  EXPECT_THAT(log, HasSubstr(absl::StrCat("deployment instance 0 exited before")));
+  EXPECT_THAT(log, HasSubstr("deployment instance 0 exited before"));
   EXPECT_THAT(log, HasSubstr(absl::StrCat("see its log ", server_logs)));
   EXPECT_THAT(log, HasSubstr(absl::StrCat("job exits with code ", config::kExitServerDied)));
   // The log it names holds what the server said.
