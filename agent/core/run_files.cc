@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <string>
 
 #include <yaml-cpp/yaml.h>
 
@@ -35,6 +37,50 @@ bool SafeRelative(const std::string& relative) {
     start = end + 1;
   }
   return true;
+}
+
+// Protobuf string fields must hold valid UTF-8: a controller cannot parse a message with anything
+// else, and the agent would send that event again and again. yaml-cpp passes some invalid bytes
+// through, so each one (or overlong form, surrogate, code point past U+10FFFF) becomes U+FFFD.
+std::string ValidUtf8(const std::string& text) {
+  static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t len = 0;
+    uint32_t code = 0;
+    if (c < 0x80) {
+      out.push_back(text[i++]);
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      code = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      code = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      code = c & 0x07;
+    }
+    bool valid = len > 0 && i + len <= text.size();
+    for (size_t k = 1; valid && k < len; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      code = (code << 6) | (next & 0x3F);
+    }
+    valid =
+        valid && code >= kMinForLength[len] && code <= 0x10FFFF && (code < 0xD800 || code > 0xDFFF);
+    if (valid) {
+      out.append(text, i, len);
+      i += len;
+    } else {
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -134,9 +180,9 @@ absl::StatusOr<v1::TaskResults> ParseResults(const std::string& yaml) {
               continue;
             }
             v1::Score* s = out.add_scores();
-            s->set_task(task.first.as<std::string>());
-            s->set_metric(metric.first.as<std::string>());
-            s->set_score(score.first.as<std::string>());
+            s->set_task(ValidUtf8(task.first.as<std::string>()));
+            s->set_metric(ValidUtf8(metric.first.as<std::string>()));
+            s->set_score(ValidUtf8(score.first.as<std::string>()));
             s->set_value(v);
             YAML::Node stats = score.second["stats"];
             if (stats && stats.IsMap()) {
@@ -144,7 +190,7 @@ absl::StatusOr<v1::TaskResults> ParseResults(const std::string& yaml) {
                 double sv = 0;
                 if (stat.second.IsScalar() && absl::SimpleAtod(stat.second.Scalar(), &sv) &&
                     std::isfinite(sv)) {
-                  (*s->mutable_stats())[stat.first.as<std::string>()] = sv;
+                  (*s->mutable_stats())[ValidUtf8(stat.first.as<std::string>())] = sv;
                 }
               }
             }

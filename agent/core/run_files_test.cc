@@ -67,6 +67,27 @@ TEST_F(RunFilesTest, ResultsInNemoEvaluatorLayout) {
   EXPECT_THAT(r->results_path(), HasSubstr("artifacts/results.yml"));
 }
 
+// Found by tests/fuzz: yaml-cpp lets invalid UTF-8 through, and a string field holding it makes
+// the event that carries the results unreadable for the controller.
+TEST(ParseResultsTest, NamesAreValidUtf8) {
+  // A lone lead byte, a truncated sequence, an overlong '/', a surrogate; then valid UTF-8.
+  auto r = ParseResults(
+      "results:\n  tasks:\n    ar\xEFthmetic:\n      metrics:\n        acc\xE2\x82:\n"
+      "          scores:\n            \xC0\xAF-\xED\xA0\x80: {value: 0.5, stats: {k\xFF: 1}}\n"
+      "    caf\xC3\xA9:\n      metrics: {m: {scores: {s: {value: 1}}}}\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->scores_size(), 2);
+  EXPECT_EQ(r->scores(0).task(), "ar\uFFFDthmetic");
+  EXPECT_EQ(r->scores(0).metric(), "acc\uFFFD\uFFFD");
+  EXPECT_EQ(r->scores(0).score(), "\uFFFD\uFFFD-\uFFFD\uFFFD\uFFFD");
+  EXPECT_EQ(r->scores(0).stats().count("k\uFFFD"), 1u);
+  EXPECT_EQ(r->scores(1).task(), "caf\u00E9");
+  std::string wire;
+  ASSERT_TRUE(r->SerializeToString(&wire));
+  v1::TaskResults back;
+  EXPECT_TRUE(back.ParseFromString(wire));
+}
+
 TEST_F(RunFilesTest, HostileResultsAreRefused) {
   Write("artifacts/results.yml", "results: [not, a, map]");
   EXPECT_FALSE(ReadResults(dir_).ok());

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "agent/core/run_files.h"
+#include "google/protobuf/stubs/logging.h"
 
 namespace {
 
@@ -18,6 +19,12 @@ void Require(bool condition) {
 
 }  // namespace
 
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // An invariant below reports bad UTF-8; protobuf's own log line about it is noise.
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string yaml(reinterpret_cast<const char*>(data), size);
   absl::StatusOr<evalctl::v1::TaskResults> results = evalctl::agent::ParseResults(yaml);
@@ -27,7 +34,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Require(std::isfinite(score.value()));
     for (const auto& [name, value] : score.stats()) Require(std::isfinite(value));
   }
+  // The results travel to the controller in a TaskEvent: what is serialized must parse back
+  // (string fields hold valid UTF-8 only).
   std::string wire;
   Require(results->SerializeToString(&wire));
+  evalctl::v1::TaskResults back;
+  Require(back.ParseFromString(wire));
   return 0;
 }
