@@ -89,11 +89,21 @@ else
   echo "evalctl-agent started (log: $state/agent.log)"
 fi
 export EVALCTL_CONTROLLER="$controller"
-for _ in $(seq 100); do
-  if "$bin_cli" cluster ls 2>/dev/null | grep -q connected; then break; fi
+# Wait for the agent's stream (second column of `cluster ls` is the connection state).
+agent_up=0
+for _ in $(seq 300); do
+  if "$bin_cli" cluster ls 2>/dev/null | awk '$2 == "connected" { found = 1 } END { exit !found }'; then
+    agent_up=1
+    break
+  fi
   sleep 0.1
 done
 "$bin_cli" cluster ls
+if [ "$agent_up" != 1 ]; then
+  echo "quickstart: evalctl-agent did not connect within 30 s; the end of $state/agent.log:" >&2
+  tail -n 20 "$state/agent.log" >&2
+  exit 1
+fi
 
 step "evalctl run --config deploy/examples/quickstart.yaml --wait"
 rc=0
