@@ -1,0 +1,65 @@
+// A real OpenSSH server (Debian's /usr/sbin/sshd) for tests: its own directory under /tmp, its own
+// host key, a client key pair whose public half is its only authorized key, its own config and a
+// free port on 127.0.0.1. It runs in the foreground (`sshd -D -e`, log in dir()/sshd.log) as a
+// child of the test, and dies with it. Nothing outside its directory is touched except /run/sshd,
+// which sshd needs to exist. Logins are as the user running the test.
+//
+//   ASSERT_OK_AND_ASSIGN(auto sshd, TestSshd::Start());
+//   ASSERT_OK_AND_ASSIGN(auto host, LibsshRemoteHost::Connect(sshd->Options()));
+//
+// Options() trusts the server through a known_hosts file of its own (dir()/known_hosts).
+// Not thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "clients/ssh/libssh_remote_host.h"
+
+namespace evalctl::ssh::testing {
+
+class TestSshd {
+ public:
+  static absl::StatusOr<std::unique_ptr<TestSshd>> Start();
+  // Stops the server and every process it started, and removes its directory.
+  ~TestSshd();
+  TestSshd(const TestSshd&) = delete;
+  TestSshd& operator=(const TestSshd&) = delete;
+
+  int port() const { return port_; }
+  const std::string& dir() const { return dir_; }
+  // The authorized private key.
+  std::string client_key() const { return dir_ + "/client_key"; }
+  // "[127.0.0.1]:<port> ssh-ed25519 AAAA..." for a known_hosts file.
+  absl::StatusOr<std::string> KnownHostsLine() const;
+  // Writes a known_hosts file that trusts this server.
+  absl::Status WriteKnownHosts(const std::string& path) const;
+  // 127.0.0.1, port(), client_key(), dir()/known_hosts (trusting this server), strict checking.
+  SshOptions Options() const;
+
+  // Kills the processes that serve open connections (their clients see the connection drop);
+  // the server keeps accepting new ones.
+  void DropConnections();
+  // Stops the server (and its connections) and starts it again on the same port.
+  absl::Status Restart();
+  // Replaces the host key; takes effect at the next Restart().
+  absl::Status NewHostKey();
+
+ private:
+  TestSshd() = default;
+  absl::Status Launch();
+  void Kill();
+
+  std::string dir_;
+  int port_ = 0;
+  pid_t pid_ = -1;
+};
+
+// Generates an unencrypted ed25519 key pair at `path` and `path`.pub.
+absl::Status GenerateKey(const std::string& path);
+
+}  // namespace evalctl::ssh::testing
