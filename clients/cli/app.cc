@@ -3,13 +3,22 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <atomic>
 #include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <fstream>
 #include <memory>
+#include <sstream>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "clients/cli/cluster_commands.h"
 #include "clients/cli/dry_run.h"
 #include "clients/cli/settings.h"
 #include "clients/cpp/client.h"
@@ -77,6 +86,74 @@ absl::StatusOr<std::unique_ptr<client::Client>> Connect(const GlobalFlags& flags
     return absl::InvalidArgumentError(client.status().message());
   }
   return client;
+}
+
+// Flags of the commands that reach a headnode over SSH.
+struct SshFlags {
+  std::string host;
+  std::string user;
+  int port = 22;
+  std::string identity;
+  std::string known_hosts;
+  bool accept_new_host_key = false;
+  std::string remote_dir = "~/.evalctl";
+
+  ssh::SshOptions Options() const {
+    return {.host = host,
+            .port = port,
+            .user = user,
+            .identity_file = identity,
+            .known_hosts_file = known_hosts,
+            .host_key_policy = accept_new_host_key ? ssh::HostKeyPolicy::kAcceptNew
+                                                   : ssh::HostKeyPolicy::kStrict};
+  }
+};
+
+void AddSshFlags(CLI::App* app, SshFlags& f) {
+  app->add_option("host", f.host, "The cluster's headnode (SSH host name or address)")->required();
+  app->add_option("--user,-u", f.user, "SSH user (default: yours)");
+  app->add_option("--port,-p", f.port, "SSH port")->capture_default_str()->check(CLI::Range(1, 65535));
+  app->add_option("--identity,-i", f.identity,
+                  "Private key file (default: ssh-agent, then the keys in ~/.ssh)");
+  app->add_option("--known-hosts", f.known_hosts,
+                  "known_hosts file that must hold the host's key (default: ~/.ssh/known_hosts)");
+  app->add_flag("--accept-new-host-key", f.accept_new_host_key,
+                "Trust a host that is not in known_hosts yet and record its key (a changed key "
+                "is still refused)");
+  app->add_option("--remote-dir", f.remote_dir, "The agent's directory on the headnode")
+      ->capture_default_str();
+}
+
+// Set by SIGINT/SIGTERM while a tunnel runs.
+std::atomic<bool> g_stop{false};
+
+// Routes SIGINT and SIGTERM to g_stop while it lives.
+class StopOnSignal {
+ public:
+  StopOnSignal() {
+    g_stop = false;
+    struct sigaction sa {};
+    sa.sa_handler = [](int) { g_stop = true; };
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, &old_int_);
+    ::sigaction(SIGTERM, &sa, &old_term_);
+  }
+  ~StopOnSignal() {
+    ::sigaction(SIGINT, &old_int_, nullptr);
+    ::sigaction(SIGTERM, &old_term_, nullptr);
+  }
+
+ private:
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  std::stringstream s;
+  s << f.rdbuf();
+  return std::string(absl::StripAsciiWhitespace(s.str()));
 }
 
 CLI::App* Command(CLI::App& parent, const std::string& name, const std::string& description,
@@ -240,6 +317,73 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     ClusterLsOptions cluster_options;
     cluster_ls->add_flag("--json", cluster_options.json, "Print JSON");
 
+    // --- cluster install / uninstall / tunnel
+    CLI::App* cluster_install = Command(
+        *cluster, "install",
+        "Install or upgrade evalctl-agent on a headnode over SSH, start it, and wait until it "
+        "registers",
+        "evalctl cluster install eos-login1 --user me --cluster eos");
+    SshFlags install_ssh;
+    ClusterInstallOptions install_options;
+    std::vector<std::string> agent_env;
+    std::string supervisor = "auto";
+    std::string install_wait = "60s";
+    std::string token_file;
+    AddSshFlags(cluster_install, install_ssh);
+    cluster_install->add_option("--agent-binary", install_options.agent.agent_binary,
+                                "evalctl-agent to install (default: the one next to evalctl, or "
+                                "in the build tree)");
+    cluster_install->add_option("--cluster", install_options.agent.cluster,
+                                "The cluster's name (default: the headnode's short host name)");
+    cluster_install->add_option("--alias", install_options.agent.aliases,
+                                "Another execution.hostname for this cluster (repeatable)");
+    cluster_install->add_option("--agent-controller", install_options.agent.controller,
+                                "host:port the agent dials (default: --controller)");
+    cluster_install->add_option("--agent-env", agent_env,
+                                "NAME=VALUE in the agent's environment, e.g. SLURM_CONF=... "
+                                "(repeatable; kept in a 0600 file)");
+    cluster_install->add_option("--agent-arg", install_options.agent.extra_args,
+                                "Extra agent argument, as --agent-arg=--max-interval=10 "
+                                "(repeatable)");
+    cluster_install->add_option("--supervisor", supervisor,
+                                "What keeps the agent running: systemd (--user), process "
+                                "(setsid, pid file, restart loop), or auto")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"auto", "systemd", "process"}));
+    cluster_install->add_flag("--tunnel", install_options.tunnel,
+                              "The headnode cannot reach the controller: carry the agent's "
+                              "stream over a reverse SSH tunnel, kept open by this command");
+    cluster_install->add_option("--remote-port", install_options.remote_port,
+                                "With --tunnel: the port on the headnode's loopback (default: the "
+                                "previous one, else one sshd picks)");
+    cluster_install->add_option("--wait", install_wait,
+                                "How long to wait for the agent to register")
+        ->capture_default_str();
+    cluster_install->add_option("--enrollment-token-file", token_file,
+                                "With TLS: file holding a one-time enrollment token for the "
+                                "agent");
+
+    CLI::App* cluster_uninstall =
+        Command(*cluster, "uninstall", "Stop evalctl-agent on a headnode and remove it",
+                "evalctl cluster uninstall eos-login1 --user me");
+    SshFlags uninstall_ssh;
+    ClusterUninstallOptions uninstall_options;
+    AddSshFlags(cluster_uninstall, uninstall_ssh);
+    cluster_uninstall->add_flag("--keep-state", uninstall_options.keep_state,
+                                "Keep the agent's state directory (journal, credential)");
+
+    CLI::App* cluster_tunnel = Command(
+        *cluster, "tunnel",
+        "Keep open the reverse SSH tunnel of an agent installed with --tunnel (until "
+        "interrupted; reconnects by itself)",
+        "evalctl cluster tunnel eos-login1 --user me");
+    SshFlags tunnel_ssh;
+    ClusterTunnelOptions tunnel_options;
+    AddSshFlags(cluster_tunnel, tunnel_ssh);
+    cluster_tunnel->add_option("--remote-port", tunnel_options.remote_port,
+                               "The port on the headnode's loopback (default: the one the "
+                               "installation recorded)");
+
     try {
       std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);
       app.parse(reversed);
@@ -279,6 +423,13 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
       source = *std::move(s);
     }
 
+    if (cluster_uninstall->parsed()) {
+      uninstall_options.ssh = uninstall_ssh.Options();
+      uninstall_options.remote_dir = uninstall_ssh.remote_dir;
+      absl::Status s = ClusterUninstallCommand(uninstall_options, io);
+      return s.ok() ? kExitOk : Report({s, CodeFor(s)}, io);
+    }
+
     absl::StatusOr<std::unique_ptr<client::Client>> connected = Connect(flags);
     if (!connected.ok()) return Report({connected.status(), kExitUsage}, io);
     client::Client& c = **connected;
@@ -314,6 +465,55 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
       s = ResultsCommand(c, results_options, io);
     } else if (cluster_ls->parsed()) {
       s = ClusterLsCommand(c, cluster_options, io);
+    } else if (cluster_install->parsed()) {
+      install_options.ssh = install_ssh.Options();
+      install_options.agent.remote_dir = install_ssh.remote_dir;
+      install_options.controller_target = c.options().target;
+      install_options.agent.supervisor = supervisor == "systemd"   ? install::Supervisor::kSystemd
+                                         : supervisor == "process" ? install::Supervisor::kProcess
+                                                                   : install::Supervisor::kAuto;
+      for (const std::string& kv : agent_env) {
+        std::pair<std::string, std::string> nv = absl::StrSplit(kv, absl::MaxSplits('=', 1));
+        if (!absl::StrContains(kv, '=')) {
+          return Report({absl::InvalidArgumentError(
+                             absl::StrCat("--agent-env wants NAME=VALUE, not \"", kv, "\"")),
+                         kExitUsage},
+                        io);
+        }
+        install_options.agent.env.push_back(std::move(nv));
+      }
+      absl::StatusOr<absl::Duration> wait_for = ParseTimeout(install_wait);
+      if (!wait_for.ok()) return Report({wait_for.status(), kExitUsage}, io);
+      install_options.wait = *wait_for;
+      if (install_options.agent.agent_binary.empty()) {
+        absl::StatusOr<std::string> binary = DefaultAgentBinary();
+        if (!binary.ok()) return Report({binary.status(), kExitUsage}, io);
+        install_options.agent.agent_binary = *binary;
+      }
+      if (!flags.ca_cert.empty()) {
+        // A controller with TLS admits agents by enrollment token.
+        install_options.agent.tls_ca_file = flags.ca_cert;
+        if (token_file.empty()) {
+          return Report({absl::InvalidArgumentError(
+                             "the controller uses TLS: pass --enrollment-token-file with a "
+                             "one-time enrollment token for the agent"),
+                         kExitUsage},
+                        io);
+        }
+      }
+      if (!token_file.empty()) {
+        absl::StatusOr<std::string> token = ReadSecretFile(token_file);
+        if (!token.ok()) return Report({token.status(), kExitUsage}, io);
+        install_options.agent.enrollment_token = *std::move(token);
+      }
+      StopOnSignal on_signal;
+      s = ClusterInstallCommand(c, install_options, io, g_stop);
+    } else if (cluster_tunnel->parsed()) {
+      tunnel_options.ssh = tunnel_ssh.Options();
+      tunnel_options.remote_dir = tunnel_ssh.remote_dir;
+      tunnel_options.controller_target = c.options().target;
+      StopOnSignal on_signal;
+      s = ClusterTunnelCommand(tunnel_options, io, g_stop);
     }
     return s.ok() ? kExitOk : Report({s, CodeFor(s)}, io);
   } catch (const std::exception& e) {

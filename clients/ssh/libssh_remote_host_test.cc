@@ -21,16 +21,10 @@ namespace {
 
 using ::evalctl::ssh::testing::EchoServer;
 using ::evalctl::ssh::testing::GenerateKey;
+using ::evalctl::ssh::testing::ReadFile;
 using ::evalctl::ssh::testing::RoundTrip;
 using ::evalctl::ssh::testing::TestSshd;
 using ::testing::HasSubstr;
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
 
 class LibsshRemoteHostTest : public ::testing::Test {
  protected:

@@ -17,18 +17,10 @@ namespace evalctl::ssh {
 namespace {
 
 using ::evalctl::ssh::testing::EchoServer;
+using ::evalctl::ssh::testing::Eventually;
 using ::evalctl::ssh::testing::RoundTrip;
 using ::evalctl::ssh::testing::TestSshd;
 using ::testing::HasSubstr;
-
-bool WaitUntil(const std::function<bool()>& done, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    if (done()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return done();
-}
 
 // A port nothing listens on right now.
 int UnusedPort() {
@@ -57,7 +49,7 @@ TEST(ReverseTunnelTest, ReconnectsOnTheSamePortAfterTheConnectionDrops) {
   absl::Status result;
   std::thread runner([&] { result = tunnel.Run(nullptr, stop); });
 
-  ASSERT_TRUE(WaitUntil([&] { return tunnel.up(); }, absl::Seconds(10)));
+  ASSERT_TRUE(Eventually([&] { return tunnel.up(); }, absl::Seconds(10)));
   auto r = RoundTrip(remote_port, "first");
   EXPECT_TRUE(r.ok()) << r.status();
   if (r.ok()) {
@@ -65,10 +57,10 @@ TEST(ReverseTunnelTest, ReconnectsOnTheSamePortAfterTheConnectionDrops) {
   }
 
   (*sshd)->DropConnections();
-  EXPECT_TRUE(WaitUntil([&] { return tunnel.established() >= 2 && tunnel.up(); },
+  EXPECT_TRUE(Eventually([&] { return tunnel.established() >= 2 && tunnel.up(); },
                         absl::Seconds(15)));
   // The first attempts may find the port still held by the dying session; a retry gets it.
-  bool carried = WaitUntil(
+  bool carried = Eventually(
       [&] {
         auto again = RoundTrip(remote_port, "second", absl::Seconds(2));
         return again.ok() && *again == "second";

@@ -32,13 +32,6 @@ namespace {
 
 constexpr char kSshd[] = "/usr/sbin/sshd";
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 absl::Status WriteFile(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f << data;
@@ -113,6 +106,39 @@ std::vector<pid_t> Descendants(pid_t root) {
 }
 
 }  // namespace
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+int ReadPidFile(const std::string& path) {
+  int pid = 0;
+  return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFile(path)), &pid) ? pid : 0;
+}
+
+bool ProcessRunning(int pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  return !ReadFile(absl::StrCat("/proc/", pid, "/cmdline")).empty();
+}
+
+void KillInstalledAgent(const std::string& remote_dir) {
+  for (const char* f : {"/agent.pid", "/agent.child.pid"}) {
+    const int pid = ReadPidFile(remote_dir + f);
+    if (ProcessRunning(pid)) ::kill(pid, SIGKILL);
+  }
+}
+
+bool Eventually(const std::function<bool()>& done, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return done();
+}
 
 absl::Status GenerateKey(const std::string& path) {
   std::error_code ec;

@@ -13,11 +13,13 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "clients/ssh/libssh_remote_host.h"
 
 namespace evalctl::ssh::testing {
@@ -61,5 +63,18 @@ class TestSshd {
 
 // Generates an unencrypted ed25519 key pair at `path` and `path`.pub.
 absl::Status GenerateKey(const std::string& path);
+
+// The whole file, or "" when it cannot be read.
+std::string ReadFile(const std::string& path);
+
+// The pid in a pid file (0 when none) and whether that process runs (a zombie does not).
+int ReadPidFile(const std::string& path);
+bool ProcessRunning(int pid);
+// SIGKILLs the supervisor and agent of an installation in `remote_dir` on this machine (the
+// cleanup of tests whose "headnode" is 127.0.0.1).
+void KillInstalledAgent(const std::string& remote_dir);
+
+// Polls `done` every 20 ms until it holds (true) or `timeout` passes (false).
+bool Eventually(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(10));
 
 }  // namespace evalctl::ssh::testing
