@@ -336,15 +336,18 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     cluster_install->add_option("--cluster", install_options.agent.cluster,
                                 "The cluster's name (default: the headnode's short host name)");
     cluster_install->add_option("--alias", install_options.agent.aliases,
-                                "Another execution.hostname for this cluster (repeatable)");
+                                "Another execution.hostname for this cluster (repeatable)")
+        ->allow_extra_args(false);
     cluster_install->add_option("--agent-controller", install_options.agent.controller,
                                 "host:port the agent dials (default: --controller)");
     cluster_install->add_option("--agent-env", agent_env,
                                 "NAME=VALUE in the agent's environment, e.g. SLURM_CONF=... "
-                                "(repeatable; kept in a 0600 file)");
+                                "(repeatable; kept in a 0600 file)")
+        ->allow_extra_args(false);
     cluster_install->add_option("--agent-arg", install_options.agent.extra_args,
                                 "Extra agent argument, as --agent-arg=--max-interval=10 "
-                                "(repeatable)");
+                                "(repeatable)")
+        ->allow_extra_args(false);
     cluster_install->add_option("--supervisor", supervisor,
                                 "What keeps the agent running: systemd (--user), process "
                                 "(setsid, pid file, restart loop), or auto")
