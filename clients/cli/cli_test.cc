@@ -192,6 +192,29 @@ TEST_F(CliTest, StatusShowsTheTaskTableOfAnInvocationPrefix) {
             "3f2a9c01d4e5b677.2  gsm8k          failed     -           -               2         "
             "4250       evaluation exited with code 1\n");
   EXPECT_THAT(service().received_ids(), ElementsAre("3f2a"));
+  // The table comes from the BASIC view: no attempts, results or configuration on the wire.
+  ASSERT_EQ(service().get_requests().size(), 1u);
+  EXPECT_EQ(service().get_requests()[0].view(), v1::INVOCATION_VIEW_BASIC);
+}
+
+TEST_F(CliTest, ReadInvocationGathersEveryPage) {
+  absl::StatusOr<v1::Invocation> inv =
+      ReadInvocation(*client_, "3f2a", v1::INVOCATION_VIEW_BASIC, /*page_size=*/2);
+  ASSERT_TRUE(inv.ok()) << inv.status();
+  ASSERT_EQ(inv->tasks_size(), 3);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(inv->tasks(i).index(), i);
+  EXPECT_EQ(inv->tasks(2).slurm_job_id(), "4250");
+  EXPECT_EQ(inv->tasks(2).attempt_count(), 2);
+  EXPECT_EQ(inv->tasks(2).attempts_size(), 0);
+  EXPECT_EQ(inv->counts().failed(), 1);
+  EXPECT_TRUE(inv->next_page_token().empty());
+  // The second page asks for the resolved id, from where the first page ended.
+  std::vector<v1::GetInvocationRequest> got = service().get_requests();
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].id(), "3f2a");
+  EXPECT_EQ(got[1].id(), kInvA);
+  EXPECT_EQ(got[1].page_size(), 2);
+  EXPECT_EQ(got[1].page_token(), "2");
 }
 
 TEST_F(CliTest, StatusPassesTaskIdsAsTyped) {

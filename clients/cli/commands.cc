@@ -25,7 +25,7 @@ void PrintJson(const nlohmann::json& j, const Io& io) { io.out << DumpJson(j, 2)
 
 void PrintInvocationHeader(const v1::Invocation& inv, const Io& io) {
   io.out << "Invocation " << inv.id() << "  cluster " << Cell(inv.cluster()) << "  created "
-         << FormatTimestamp(inv.created_time(), io.tz) << "  " << inv.tasks_size()
+         << FormatTimestamp(inv.created_time(), io.tz) << "  " << TotalTasks(inv.counts())
          << " task(s): " << CountsSummary(inv.counts()) << "\n";
   if (!inv.run_dir().empty()) io.out << "Run dir: " << inv.run_dir() << "\n";
 }
@@ -143,7 +143,30 @@ std::string StatOrDash(const v1::Score& s, const std::string& name, bool csv) {
 
 }  // namespace
 
+absl::StatusOr<v1::Invocation> ReadInvocation(client::Client& client, const std::string& id,
+                                              v1::InvocationView view, int page_size) {
+  v1::GetInvocationRequest get;
+  get.set_id(id);
+  get.set_view(view);
+  get.set_page_size(page_size);
+  ASSIGN_OR_RETURN(v1::Invocation inv, client.GetInvocation(get));
+  get.set_id(inv.id());  // the prefix, resolved
+  while (!inv.next_page_token().empty()) {
+    get.set_page_token(inv.next_page_token());
+    ASSIGN_OR_RETURN(v1::Invocation page, client.GetInvocation(get));
+    for (v1::Task& t : *page.mutable_tasks()) *inv.add_tasks() = std::move(t);
+    // The counts of the newest page: closest to the tasks read last.
+    *inv.mutable_counts() = page.counts();
+    inv.set_finished(page.finished());
+    inv.set_next_page_token(page.next_page_token());
+  }
+  return inv;
+}
+
 absl::Status StatusCommand(client::Client& client, const StatusOptions& options, const Io& io) {
+  // The table needs the BASIC view only; JSON shows every attempt and result.
+  const v1::InvocationView view =
+      options.json ? v1::INVOCATION_VIEW_FULL : v1::INVOCATION_VIEW_BASIC;
   std::vector<v1::Invocation> invocations;
   std::vector<v1::Task> tasks;
   if (options.ids.empty()) {
@@ -151,9 +174,7 @@ absl::Status StatusCommand(client::Client& client, const StatusOptions& options,
     list.set_page_size(std::max(1, options.recent));
     ASSIGN_OR_RETURN(v1::ListInvocationsResponse recent, client.ListInvocations(list));
     for (const v1::Invocation& inv : recent.invocations()) {
-      v1::GetInvocationRequest get;
-      get.set_id(inv.id());
-      ASSIGN_OR_RETURN(invocations.emplace_back(), client.GetInvocation(get));
+      ASSIGN_OR_RETURN(invocations.emplace_back(), ReadInvocation(client, inv.id(), view));
     }
   }
   // Fetch everything first: a bad id fails the command before anything is printed.
@@ -163,9 +184,7 @@ absl::Status StatusCommand(client::Client& client, const StatusOptions& options,
       get.set_id(id);
       ASSIGN_OR_RETURN(tasks.emplace_back(), client.GetTask(get));
     } else {
-      v1::GetInvocationRequest get;
-      get.set_id(id);
-      ASSIGN_OR_RETURN(invocations.emplace_back(), client.GetInvocation(get));
+      ASSIGN_OR_RETURN(invocations.emplace_back(), ReadInvocation(client, id, view));
     }
   }
 
@@ -331,9 +350,8 @@ absl::Status InfoCommand(client::Client& client, const InfoOptions& options, con
     ASSIGN_OR_RETURN(task, client.GetTask(get));
     invocation_id = task->invocation_id();
   }
-  v1::GetInvocationRequest get;
-  get.set_id(invocation_id);
-  ASSIGN_OR_RETURN(v1::Invocation inv, client.GetInvocation(get));
+  ASSIGN_OR_RETURN(v1::Invocation inv,
+                   ReadInvocation(client, invocation_id, v1::INVOCATION_VIEW_FULL));
 
   if (options.json) {
     nlohmann::json j;

@@ -57,6 +57,11 @@ struct ReconnectPolicy {
   absl::Duration max_backoff = absl::Seconds(10);
 };
 
+// GetInvocation of every task of `id` in `view`, read in pages of `page_size` tasks (a 100,000-task
+// invocation is not one message). The tables read the BASIC view; JSON and `info` the FULL one.
+absl::StatusOr<v1::Invocation> ReadInvocation(client::Client& client, const std::string& id,
+                                              v1::InvocationView view, int page_size = 10000);
+
 // `evalctl status [ID...] [--json]`: a table per invocation (Task ID | Name | State | Phase |
 // Progress | Attempts | Slurm job | Reason); a task id shows that task. No id: the caller's
 // `recent` newest invocations.

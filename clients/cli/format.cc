@@ -115,10 +115,15 @@ int TotalTasks(const v1::TaskCounts& c) {
 }
 
 std::string SlurmJobOf(const v1::Task& task) {
+  if (!task.slurm_job_id().empty()) return task.slurm_job_id();
   for (int i = task.attempts_size() - 1; i >= 0; --i) {
     if (!task.attempts(i).slurm_job_id().empty()) return task.attempts(i).slurm_job_id();
   }
   return "-";
+}
+
+int AttemptCount(const v1::Task& task) {
+  return std::max(task.attempt_count(), task.attempts_size());
 }
 
 std::string Cell(absl::string_view value) {
@@ -191,7 +196,7 @@ void AddTaskRow(Table& table, const v1::Task& task) {
     reason = "cancel requested";
   }
   table.AddRow({task.id(), Cell(task.name()), DisplayState(task), PhaseName(task.phase()),
-                ProgressText(task.progress()), absl::StrCat(task.attempts_size()), SlurmJobOf(task),
+                ProgressText(task.progress()), absl::StrCat(AttemptCount(task)), SlurmJobOf(task),
                 Cell(reason)});
 }
 

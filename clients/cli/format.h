@@ -52,8 +52,11 @@ std::string FormatSeconds(int64_t seconds);
 std::string CountsSummary(const v1::TaskCounts& counts);
 int TotalTasks(const v1::TaskCounts& counts);
 
-// The newest attempt's Slurm job id; "-" before the first sbatch.
+// The newest attempt's Slurm job id; "-" before the first sbatch. From the task's attempts, or
+// from its slurm_job_id in GetInvocation's BASIC view (which has no attempts).
 std::string SlurmJobOf(const v1::Task& task);
+// How many attempts the task has had (either view, as SlurmJobOf).
+int AttemptCount(const v1::Task& task);
 
 // Replaces line breaks and tabs so that a value stays on one table line; "-" for empty.
 std::string Cell(absl::string_view value);

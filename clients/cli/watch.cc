@@ -103,7 +103,7 @@ std::string SnapshotLine(const v1::Task& t, const Io& io) {
   if (ProgressText(t.progress()) != "-") {
     parts.push_back(absl::StrCat("progress ", ProgressText(t.progress())));
   }
-  if (t.attempts_size() > 0) parts.push_back(absl::StrCat("attempt ", t.attempts_size()));
+  if (AttemptCount(t) > 0) parts.push_back(absl::StrCat("attempt ", AttemptCount(t)));
   if (SlurmJobOf(t) != "-") parts.push_back(absl::StrCat("job ", SlurmJobOf(t)));
   if (!t.reason().empty()) parts.push_back(absl::StrCat("reason: ", Cell(t.reason())));
   return absl::StrJoin(parts, "  ");
@@ -118,9 +118,7 @@ absl::StatusOr<std::vector<v1::Task>> ReadTasks(client::Client& client, const st
     ASSIGN_OR_RETURN(tasks.emplace_back(), client.GetTask(get));
     return tasks;
   }
-  v1::GetInvocationRequest get;
-  get.set_id(id);
-  ASSIGN_OR_RETURN(v1::Invocation inv, client.GetInvocation(get));
+  ASSIGN_OR_RETURN(v1::Invocation inv, ReadInvocation(client, id, v1::INVOCATION_VIEW_BASIC));
   for (v1::Task& t : *inv.mutable_tasks()) tasks.push_back(std::move(t));
   return tasks;
 }
@@ -139,7 +137,7 @@ class LiveTable {
       row.state = t.state();
       row.phase = t.phase();
       row.progress = t.progress();
-      row.attempts = t.attempts_size();
+      row.attempts = AttemptCount(t);
       row.job = SlurmJobOf(t) == "-" ? "" : SlurmJobOf(t);
       row.reason = t.reason();
       row.cancel_requested = t.cancel_requested();
@@ -332,9 +330,7 @@ absl::StatusOr<RunOutcome> RunCommand(client::Client& client, const v1::ConfigSo
   io.out << "\nWaiting for " << id << " (Ctrl-C stops waiting; the tasks keep running)\n";
   io.out.flush();
   if (inv.tasks_size() == 0) {
-    v1::GetInvocationRequest get;
-    get.set_id(id);
-    ASSIGN_OR_RETURN(inv, client.GetInvocation(get));
+    ASSIGN_OR_RETURN(inv, ReadInvocation(client, id, v1::INVOCATION_VIEW_BASIC));
   }
   LiveTable table(io, id);
   table.Reset(inv);
@@ -342,9 +338,8 @@ absl::StatusOr<RunOutcome> RunCommand(client::Client& client, const v1::ConfigSo
   absl::Status followed =
       FollowEvents(client, id, 0, options.reconnect, io, [&](const v1::WatchInvocationResponse& r) {
         if (r.overflowed()) {
-          v1::GetInvocationRequest get;
-          get.set_id(id);
-          ASSIGN_OR_RETURN(v1::Invocation fresh, client.GetInvocation(get));
+          ASSIGN_OR_RETURN(v1::Invocation fresh,
+                           ReadInvocation(client, id, v1::INVOCATION_VIEW_BASIC));
           table.Reset(fresh);
         } else {
           table.Apply(r.event());
@@ -358,9 +353,7 @@ absl::StatusOr<RunOutcome> RunCommand(client::Client& client, const v1::ConfigSo
   }
 
   // The store is the source of truth for the final states.
-  v1::GetInvocationRequest get;
-  get.set_id(id);
-  ASSIGN_OR_RETURN(v1::Invocation final_inv, client.GetInvocation(get));
+  ASSIGN_OR_RETURN(v1::Invocation final_inv, ReadInvocation(client, id, v1::INVOCATION_VIEW_BASIC));
   Table final_table = TaskTable();
   std::vector<std::string> failed;
   for (const v1::Task& t : final_inv.tasks()) {

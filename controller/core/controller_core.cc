@@ -1,6 +1,8 @@
 #include "controller/core/controller_core.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -75,6 +77,25 @@ v1::ResumePolicy PolicyOf(const config::Execution& e) {
   p.set_max_walltime_seconds(e.max_walltime_seconds.value_or(0));
   p.set_max_attempts(e.max_attempts.value_or(0));
   return p;
+}
+
+// Moves the secret values out of `submit` (in the order of its env), leaving the names: what the
+// store keeps. PutSecrets puts them back.
+std::vector<std::string> TakeSecrets(v1::SubmitTask& submit) {
+  std::vector<std::string> values;
+  for (v1::EnvVar& v : *submit.mutable_job()->mutable_env()) {
+    if (!v.secret()) continue;
+    values.push_back(std::move(*v.mutable_value()));
+    v.clear_value();
+  }
+  return values;
+}
+
+void PutSecrets(const std::vector<std::string>& values, v1::SubmitTask& submit) {
+  size_t i = 0;
+  for (v1::EnvVar& v : *submit.mutable_job()->mutable_env()) {
+    if (v.secret() && i < values.size()) v.set_value(values[i++]);
+  }
 }
 
 bool SameHost(const v1::Cluster& c, const std::string& host) {
@@ -235,7 +256,7 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
                    store_->FindRequest(caller.user, request.request_id()));
   if (existing) {
     v1::SubmitInvocationResponse out;
-    ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(*existing, true));
+    ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(*existing, {}));
     out.set_duplicate(true);
     return out;
   }
@@ -272,7 +293,9 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
   record.set_run_dir(run_dir);
   record.set_resolved_config(spec.resolved_yaml);
 
-  std::vector<v1::SubmitTask> with_secrets;
+  // The secret values of each task's job, in the order of inv.tasks; the store gets the jobs
+  // without them. One copy of each rendered job exists: it goes to the store, then to the agent.
+  std::vector<std::vector<std::string>> secrets;
   for (const config::TaskSpec& ts : spec.tasks) {
     ASSIGN_OR_RETURN(config::RenderedTaskJob job, config::RenderTaskJob(spec, ts, id, run_dir));
     v1::SubmitTask submit;
@@ -282,14 +305,10 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     *submit.mutable_job() = ToProto(job, /*redact=*/false);
     *submit.mutable_resume_policy() = PolicyOf(spec.execution);
     submit.set_owner(caller.user);
-    with_secrets.push_back(submit);
+    secrets.push_back(TakeSecrets(submit));
 
     StoredTask stored;
     stored.agent_id = agent_id;
-    stored.submit = submit;
-    for (v1::EnvVar& v : *stored.submit.mutable_job()->mutable_env()) {
-      if (v.secret()) v.clear_value();
-    }
     v1::Task& t = stored.task;
     t.set_id(submit.task_id());
     t.set_invocation_id(id);
@@ -301,18 +320,16 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     *t.mutable_created_time() = Ts(now);
     *t.mutable_updated_time() = Ts(now);
     *t.mutable_resume_policy() = submit.resume_policy();
+    stored.submit = std::move(submit);
     inv.tasks.push_back(std::move(stored));
   }
   absl::Status created = store_->CreateInvocation(inv);
-  // The stored copies (a rendered job per task) are committed: free them before the commands go
-  // out and the answer is built, rather than holding both at once.
-  std::vector<StoredTask>().swap(inv.tasks);
   if (absl::IsAlreadyExists(created)) {
     // A concurrent retry with the same request id won the race.
     ASSIGN_OR_RETURN(existing, store_->FindRequest(caller.user, request.request_id()));
     if (existing) {
       v1::SubmitInvocationResponse out;
-      ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(*existing, true));
+      ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(*existing, {}));
       out.set_duplicate(true);
       return out;
     }
@@ -323,17 +340,20 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
             << " cluster=" << cluster.name() << " agent=" << agent_id;
   {
     absl::MutexLock lock(&mu_);
-    for (v1::SubmitTask& s : with_secrets) {
+    for (size_t i = 0; i < inv.tasks.size(); ++i) {
+      v1::SubmitTask& s = inv.tasks[i].submit;
       const std::string task_id = s.task_id();
-      undelivered_[agent_id][task_id] = {s, now + options_.agent_wait};
+      PutSecrets(secrets[i], s);
+      undelivered_[agent_id][task_id] = {std::move(secrets[i]), now + options_.agent_wait};
       v1::Command cmd;
       *cmd.mutable_submit_task() = std::move(s);
       SendCommand(agent_id, std::move(cmd), {agent_id, task_id, CommandKind::kSubmit, nullptr});
     }
   }
+  std::vector<StoredTask>().swap(inv.tasks);
   NotifyListeners();
   v1::SubmitInvocationResponse out;
-  ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(id, true));
+  ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(id, {}));
   return out;
 }
 
@@ -341,8 +361,23 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
 
 absl::StatusOr<v1::Invocation> ControllerCore::GetInvocation(const Caller& caller,
                                                              const std::string& id) {
-  ASSIGN_OR_RETURN(std::string inv, ResolveInvocation(caller, id));
-  return store_->GetInvocation(inv, true);
+  v1::GetInvocationRequest request;
+  request.set_id(id);
+  return GetInvocation(caller, request);
+}
+
+absl::StatusOr<v1::Invocation> ControllerCore::GetInvocation(
+    const Caller& caller, const v1::GetInvocationRequest& request) {
+  if (request.page_size() < 0) return absl::InvalidArgumentError("page_size must not be negative");
+  InvocationQuery query{.view = request.view(), .limit = request.page_size()};
+  if (!request.page_token().empty() &&
+      (!absl::SimpleAtoi(request.page_token(), &query.first_index) || query.first_index < 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token \"", absl::CHexEscape(request.page_token()),
+                     "\" is not one that GetInvocation returned"));
+  }
+  ASSIGN_OR_RETURN(std::string inv, ResolveInvocation(caller, request.id()));
+  return store_->GetInvocation(inv, query);
 }
 
 absl::StatusOr<v1::Task> ControllerCore::GetTask(const Caller& caller, const std::string& id) {
@@ -566,7 +601,7 @@ absl::StatusOr<std::vector<v1::WatchInvocationResponse>> ControllerCore::EventsA
 }
 
 bool ControllerCore::InvocationFinished(const std::string& invocation_id) {
-  auto inv = store_->GetInvocation(invocation_id, false);
+  auto inv = store_->GetInvocation(invocation_id, {.view = v1::INVOCATION_VIEW_SUMMARY});
   return inv.ok() && inv->finished();
 }
 
@@ -680,7 +715,8 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
       if (IsTerminal(t.task.state())) continue;
       v1::Command cmd;
       if (auto h = held.find(t.task.id()); h != held.end()) {
-        *cmd.mutable_submit_task() = h->second.submit;
+        *cmd.mutable_submit_task() = t.submit;
+        PutSecrets(h->second.secrets, *cmd.mutable_submit_task());
       } else {
         bool has_secret = false;
         for (const v1::EnvVar& v : t.submit.job().env()) has_secret |= v.secret();

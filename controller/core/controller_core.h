@@ -63,6 +63,9 @@ class ControllerCore {
   absl::StatusOr<v1::SubmitInvocationResponse> Submit(const Caller& caller,
                                                       const v1::SubmitInvocationRequest& request);
   absl::StatusOr<v1::Invocation> GetInvocation(const Caller& caller, const std::string& id);
+  // In the request's view and page (see GetInvocationRequest); the above is the FULL view.
+  absl::StatusOr<v1::Invocation> GetInvocation(const Caller& caller,
+                                               const v1::GetInvocationRequest& request);
   absl::StatusOr<v1::Task> GetTask(const Caller& caller, const std::string& id);
   absl::StatusOr<v1::ListInvocationsResponse> List(const Caller& caller,
                                                    const v1::ListInvocationsRequest& request);
@@ -111,9 +114,10 @@ class ControllerCore {
     uint64_t last_applied = 0;
     absl::Time disconnected_at = absl::InfiniteFuture();
   };
-  // A SubmitTask (with its secrets) not yet confirmed by the agent.
+  // A task not yet confirmed by its agent: the secret values of its SubmitTask, in the order of
+  // its env (the store has the rest), and how long it may wait for a disconnected agent.
   struct Undelivered {
-    v1::SubmitTask submit;
+    std::vector<std::string> secrets;
     absl::Time deadline;
   };
   enum class CommandKind { kSubmit, kCancel, kResume, kReadLog };

@@ -323,5 +323,48 @@ TEST_F(ControllerCoreTest, PrefixesResolve) {
   EXPECT_EQ(core_->GetInvocation(alice_, "zz").status().code(), absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(ControllerCoreTest, GetInvocationViewsAndPages) {
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok());
+  const std::string id = r->invocation().id();
+  ASSERT_TRUE(core_->AgentEvents("agent-a", TaskEvents(1, id + ".1", {v1::TASK_STATE_RUNNING})).ok());
+
+  v1::GetInvocationRequest req;
+  req.set_id(id.substr(0, 6));
+  req.set_view(v1::INVOCATION_VIEW_SUMMARY);
+  auto summary = core_->GetInvocation(alice_, req);
+  ASSERT_TRUE(summary.ok()) << summary.status();
+  EXPECT_EQ(summary->id(), id);
+  EXPECT_EQ(summary->tasks_size(), 0);
+  EXPECT_EQ(summary->counts().pending(), 1);
+  EXPECT_EQ(summary->counts().running(), 1);
+  EXPECT_EQ(core_->GetInvocation(bob_, req).status().code(), absl::StatusCode::kNotFound);
+
+  req.set_view(v1::INVOCATION_VIEW_BASIC);
+  req.set_page_size(1);
+  auto first = core_->GetInvocation(alice_, req);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->tasks_size(), 1);
+  EXPECT_EQ(first->tasks(0).name(), "one");
+  ASSERT_FALSE(first->next_page_token().empty());
+  req.set_page_token(first->next_page_token());
+  auto second = core_->GetInvocation(alice_, req);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_EQ(second->tasks_size(), 1);
+  EXPECT_EQ(second->tasks(0).name(), "two");
+  EXPECT_EQ(second->tasks(0).state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(second->tasks(0).slurm_job_id(), "77");
+  EXPECT_EQ(second->tasks(0).attempt_count(), 1);
+  EXPECT_TRUE(second->next_page_token().empty());
+
+  req.set_page_token("x1");
+  EXPECT_EQ(core_->GetInvocation(alice_, req).status().code(), absl::StatusCode::kInvalidArgument);
+  req.clear_page_token();
+  req.set_page_size(-1);
+  EXPECT_EQ(core_->GetInvocation(alice_, req).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 }  // namespace
 }  // namespace evalctl::controller

@@ -23,7 +23,8 @@ class SqliteStore : public Store {
                                                          const std::string& request_id) override;
   absl::StatusOr<std::vector<std::string>> MatchInvocations(const std::string& prefix,
                                                             int limit) override;
-  absl::StatusOr<v1::Invocation> GetInvocation(const std::string& id, bool with_tasks) override;
+  absl::StatusOr<v1::Invocation> GetInvocation(const std::string& id,
+                                               const InvocationQuery& query) override;
   absl::StatusOr<std::string> InvocationOwner(const std::string& id) override;
   absl::StatusOr<StoredTask> GetTask(const std::string& task_id) override;
   absl::StatusOr<StoredTask> GetTaskStatus(const std::string& task_id) override;
@@ -46,6 +47,8 @@ class SqliteStore : public Store {
  private:
   explicit SqliteStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Fills the `brief` column of every task (the schema 3 migration).
+  absl::Status FillBriefs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // A prepared statement for `sql`, prepared on first use and kept (hot paths run thousands of
   // statements per transaction). Callers reset it when done (ResetOnExit), so that no statement
   // keeps a read snapshot open.

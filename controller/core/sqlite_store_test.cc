@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "gtest/gtest.h"
 
 namespace evalctl::controller {
@@ -95,7 +96,7 @@ TEST(SqliteStoreTest, StatusUpdatesKeepTheJobAndNeedNoSubmit) {
   auto seqs = (*s)->ApplyAgentEvents("agent-a", {{t1, e}, {t2, e}}, 7);
   ASSERT_TRUE(seqs.ok()) << seqs.status();
   EXPECT_EQ(seqs->size(), 2u);
-  auto got = (*s)->GetInvocation("0123456789abcdef", true);
+  auto got = (*s)->GetInvocation("0123456789abcdef", {});
   ASSERT_TRUE(got.ok());
   ASSERT_EQ(got->tasks_size(), 2);
   EXPECT_EQ(got->tasks(1).state(), v1::TASK_STATE_SUCCEEDED);
@@ -151,9 +152,165 @@ TEST(SqliteStoreTest, MigratesVersion1StoresKeepingEveryTasksJob) {
   ASSERT_TRUE(unaccepted.ok()) << unaccepted.status();
   ASSERT_EQ(unaccepted->size(), 1u);
   EXPECT_EQ((*unaccepted)[0].submit.job().script(), "#!/bin/bash\necho 0\n");
-  auto inv = (*s)->GetInvocation("0123456789abcdef", true);
+  auto inv = (*s)->GetInvocation("0123456789abcdef", {});
   ASSERT_TRUE(inv.ok());
   EXPECT_EQ(inv->tasks_size(), 1);
+  // The BASIC view reads the brief that the migration to version 3 filled in.
+  auto basic = (*s)->GetInvocation("0123456789abcdef", {.view = v1::INVOCATION_VIEW_BASIC});
+  ASSERT_TRUE(basic.ok()) << basic.status();
+  ASSERT_EQ(basic->tasks_size(), 1);
+  EXPECT_EQ(basic->tasks(0).id(), t.task.id());
+  EXPECT_EQ(basic->tasks(0).state(), v1::TASK_STATE_PENDING);
+}
+
+// An invocation of `n` tasks, each with two attempts (the second one submitted), results, and
+// state i % 3: pending, running, succeeded.
+NewInvocation InvocationWithHistory(int n) {
+  NewInvocation inv;
+  inv.owner = "alice";
+  inv.request_id = "r1";
+  inv.invocation.set_id("0123456789abcdef");
+  inv.invocation.set_resolved_config("execution:\n  hostname: a\n");
+  inv.invocation.set_run_dir("/scratch/0123456789abcdef");
+  const v1::TaskState states[] = {v1::TASK_STATE_PENDING, v1::TASK_STATE_RUNNING,
+                                  v1::TASK_STATE_SUCCEEDED};
+  for (int i = 0; i < n; ++i) {
+    StoredTask t = MakeTask("0123456789abcdef", i);
+    t.task.set_name("task-" + std::to_string(i));
+    t.task.set_state(states[i % 3]);
+    t.task.set_phase(v1::PHASE_EVALUATING);
+    t.task.set_reason("reason " + std::to_string(i));
+    t.task.mutable_progress()->set_done(i);
+    t.task.mutable_progress()->set_total(100);
+    t.task.set_elapsed_seconds(60 * i);
+    t.task.set_run_dir("/scratch/0123456789abcdef/task-" + std::to_string(i));
+    v1::Attempt* first = t.task.add_attempts();
+    first->set_number(1);
+    first->set_slurm_job_id(std::to_string(1000 + i));
+    v1::Attempt* second = t.task.add_attempts();
+    second->set_number(2);
+    second->set_slurm_job_id(std::to_string(2000 + i));
+    v1::Score* score = t.task.mutable_results()->add_scores();
+    score->set_score("acc");
+    score->set_value(0.5);
+    inv.tasks.push_back(std::move(t));
+  }
+  return inv;
+}
+
+std::string FreshPath(const std::string& name) {
+  std::string path = ::testing::TempDir() + "/" + name + "_" + std::to_string(::getpid()) + ".db";
+  std::filesystem::remove(path);
+  return path;
+}
+
+TEST(SqliteStoreTest, ViewsShowTheSameTasksWithLessOfEach) {
+  auto s = SqliteStore::Open(FreshPath("store_views"));
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->CreateInvocation(InvocationWithHistory(7)).ok());
+  // A later update reaches every view.
+  auto changed = (*s)->GetTaskStatus("0123456789abcdef.0");
+  ASSERT_TRUE(changed.ok());
+  changed->task.set_state(v1::TASK_STATE_FAILED);
+  changed->task.set_cancel_requested(true);
+  changed->task.mutable_attempts(1)->clear_slurm_job_id();
+  ASSERT_TRUE((*s)->UpdateTask(*changed, nullptr).ok());
+
+  auto full = (*s)->GetInvocation("0123456789abcdef", {.view = v1::INVOCATION_VIEW_FULL});
+  auto basic = (*s)->GetInvocation("0123456789abcdef", {.view = v1::INVOCATION_VIEW_BASIC});
+  auto summary = (*s)->GetInvocation("0123456789abcdef", {.view = v1::INVOCATION_VIEW_SUMMARY});
+  auto unspecified =
+      (*s)->GetInvocation("0123456789abcdef", {.view = v1::INVOCATION_VIEW_UNSPECIFIED});
+  ASSERT_TRUE(full.ok() && basic.ok() && summary.ok() && unspecified.ok());
+
+  // Counts: tasks 0 (now failed), 3, 6 pending → 2; 1, 4 running; 2, 5 succeeded.
+  for (const v1::Invocation* inv : {&*full, &*basic, &*summary}) {
+    EXPECT_EQ(inv->counts().pending(), 2);
+    EXPECT_EQ(inv->counts().running(), 2);
+    EXPECT_EQ(inv->counts().succeeded(), 2);
+    EXPECT_EQ(inv->counts().failed(), 1);
+    EXPECT_FALSE(inv->finished());
+    EXPECT_EQ(inv->run_dir(), "/scratch/0123456789abcdef");
+    EXPECT_TRUE(inv->next_page_token().empty());
+  }
+  EXPECT_EQ(full->resolved_config(), "execution:\n  hostname: a\n");
+  EXPECT_EQ(unspecified->SerializeAsString(), full->SerializeAsString());
+  EXPECT_TRUE(basic->resolved_config().empty());
+  EXPECT_TRUE(summary->resolved_config().empty());
+  EXPECT_EQ(summary->tasks_size(), 0);
+
+  ASSERT_EQ(full->tasks_size(), 7);
+  ASSERT_EQ(basic->tasks_size(), 7);
+  for (int i = 0; i < 7; ++i) {
+    const v1::Task& f = full->tasks(i);
+    const v1::Task& b = basic->tasks(i);
+    EXPECT_EQ(f.attempt_count(), 2);
+    EXPECT_EQ(b.attempt_count(), 2);
+    // The newest attempt with a job id.
+    const std::string job = std::to_string(i == 0 ? 1000 : 2000 + i);
+    EXPECT_EQ(f.slurm_job_id(), job);
+    EXPECT_EQ(b.slurm_job_id(), job);
+    for (const v1::Task* t : {&f, &b}) {
+      EXPECT_EQ(t->id(), "0123456789abcdef." + std::to_string(i));
+      EXPECT_EQ(t->invocation_id(), "0123456789abcdef");
+      EXPECT_EQ(t->index(), i);
+      EXPECT_EQ(t->name(), "task-" + std::to_string(i));
+      EXPECT_EQ(t->phase(), v1::PHASE_EVALUATING);
+      EXPECT_EQ(t->reason(), "reason " + std::to_string(i));
+      EXPECT_EQ(t->progress().done(), i);
+      EXPECT_EQ(t->progress().total(), 100);
+      EXPECT_EQ(t->elapsed_seconds(), 60 * i);
+      EXPECT_EQ(t->cancel_requested(), i == 0);
+    }
+    EXPECT_EQ(b.state(), f.state());
+    EXPECT_EQ(f.attempts_size(), 2);
+    EXPECT_EQ(f.results().scores_size(), 1);
+    EXPECT_EQ(b.attempts_size(), 0);
+    EXPECT_FALSE(b.has_results());
+    EXPECT_TRUE(b.run_dir().empty());
+  }
+}
+
+TEST(SqliteStoreTest, PagesCoverEveryTaskOnceWhileStatesChange) {
+  auto s = SqliteStore::Open(FreshPath("store_pages"));
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE((*s)->CreateInvocation(InvocationWithHistory(7)).ok());
+  for (v1::InvocationView view : {v1::INVOCATION_VIEW_BASIC, v1::INVOCATION_VIEW_FULL}) {
+    std::vector<int> seen;
+    InvocationQuery query{.view = view, .limit = 3};
+    int pages = 0;
+    while (true) {
+      auto page = (*s)->GetInvocation("0123456789abcdef", query);
+      ASSERT_TRUE(page.ok()) << page.status();
+      ++pages;
+      EXPECT_LE(page->tasks_size(), 3);
+      // The counts are the whole invocation's on every page.
+      EXPECT_EQ(page->counts().pending() + page->counts().running() +
+                    page->counts().succeeded() + page->counts().failed(),
+                7);
+      for (const v1::Task& t : page->tasks()) seen.push_back(t.index());
+      if (page->next_page_token().empty()) break;
+      ASSERT_TRUE(absl::SimpleAtoi(page->next_page_token(), &query.first_index));
+      // A task of the next page changes state between the calls.
+      auto next = (*s)->GetTaskStatus("0123456789abcdef." + std::to_string(query.first_index));
+      ASSERT_TRUE(next.ok());
+      next->task.set_state(v1::TASK_STATE_FAILED);
+      ASSERT_TRUE((*s)->UpdateTask(*next, nullptr).ok());
+    }
+    EXPECT_EQ(pages, 3);
+    EXPECT_EQ(seen, (std::vector<int>{0, 1, 2, 3, 4, 5, 6}));
+  }
+  // A page that ends exactly at the last task has no token; one past the end is empty.
+  auto exact = (*s)->GetInvocation("0123456789abcdef",
+                                   {.view = v1::INVOCATION_VIEW_BASIC, .first_index = 4, .limit = 3});
+  ASSERT_TRUE(exact.ok());
+  EXPECT_EQ(exact->tasks_size(), 3);
+  EXPECT_TRUE(exact->next_page_token().empty());
+  auto past = (*s)->GetInvocation("0123456789abcdef",
+                                  {.view = v1::INVOCATION_VIEW_BASIC, .first_index = 7});
+  ASSERT_TRUE(past.ok());
+  EXPECT_EQ(past->tasks_size(), 0);
+  EXPECT_EQ(past->counts().failed(), 2);  // tasks 3 and 6, changed between pages
 }
 
 }  // namespace

@@ -49,6 +49,16 @@ struct EventRecord {
   v1::TaskEvent event;
 };
 
+// What GetInvocation reads: the view, and a page of the tasks by index.
+struct InvocationQuery {
+  // UNSPECIFIED reads as FULL.
+  v1::InvocationView view = v1::INVOCATION_VIEW_FULL;
+  // Tasks with index >= first_index, at most `limit` of them (0: all); `next_page_token` is
+  // set to the index of the next task when more follow.
+  int first_index = 0;
+  int limit = 0;
+};
+
 struct AgentRecord {
   v1::Cluster cluster;
   uint64_t last_applied_sequence = 0;
@@ -76,8 +86,11 @@ class Store {
   // Invocation ids starting with `prefix` (at most `limit`).
   virtual absl::StatusOr<std::vector<std::string>> MatchInvocations(const std::string& prefix,
                                                                     int limit) = 0;
+  // The invocation in `query.view`; counts and `finished` cover every task, whatever the page.
+  // Tasks in every view carry attempt_count and slurm_job_id. The BASIC view is read from a
+  // compact copy of each task's status kept beside it, so it parses no attempts or results.
   virtual absl::StatusOr<v1::Invocation> GetInvocation(const std::string& id,
-                                                       bool with_tasks) = 0;
+                                                       const InvocationQuery& query) = 0;
   virtual absl::StatusOr<std::string> InvocationOwner(const std::string& id) = 0;
   virtual absl::StatusOr<StoredTask> GetTask(const std::string& task_id) = 0;
   // The same without the SubmitTask (`submit` left empty; it is the bulk of a task's row): for

@@ -489,7 +489,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::GetInvocation(grpc::CallbackServerCon
                                                          const v1::GetInvocationRequest* req,
                                                          v1::Invocation* resp) {
   return Unary(ctx, "GetInvocation", [this, req, resp](const Caller& c) -> absl::Status {
-    auto r = core_->GetInvocation(c, req->id());
+    auto r = core_->GetInvocation(c, *req);
     if (!r.ok()) return r.status();
     *resp = *std::move(r);
     return absl::OkStatus();

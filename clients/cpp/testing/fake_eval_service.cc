@@ -141,6 +141,11 @@ std::vector<v1::StreamLogsRequest> FakeEvalService::log_requests() const {
   absl::MutexLock lock(&mu_);
   return log_requests_;
 }
+std::vector<v1::GetInvocationRequest> FakeEvalService::get_requests() const {
+  absl::MutexLock lock(&mu_);
+  return get_requests_;
+}
+
 std::vector<v1::ListInvocationsRequest> FakeEvalService::list_requests() const {
   absl::MutexLock lock(&mu_);
   return list_requests_;
@@ -327,7 +332,46 @@ grpc::Status FakeEvalService::GetInvocation(grpc::ServerContext* context,
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         absl::StrCat("\"", request->id(), "\" is a task id, not an invocation id"));
   }
-  *response = invocations_.at(r.invocation_id);
+  get_requests_.push_back(*request);
+  const v1::Invocation& inv = invocations_.at(r.invocation_id);
+  *response = inv;
+  response->clear_tasks();
+  const v1::InvocationView view = request->view();
+  if (view != v1::INVOCATION_VIEW_UNSPECIFIED && view != v1::INVOCATION_VIEW_FULL) {
+    response->clear_resolved_config();
+  }
+  if (view == v1::INVOCATION_VIEW_SUMMARY) return grpc::Status::OK;
+  // Pages by position; the token is the position of the next task.
+  int first = 0;
+  if (!request->page_token().empty() && !absl::SimpleAtoi(request->page_token(), &first)) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad page_token");
+  }
+  for (int i = first; i < inv.tasks_size(); ++i) {
+    if (request->page_size() > 0 && response->tasks_size() == request->page_size()) {
+      response->set_next_page_token(absl::StrCat(i));
+      break;
+    }
+    const v1::Task& t = inv.tasks(i);
+    v1::Task* out = response->add_tasks();
+    if (view != v1::INVOCATION_VIEW_BASIC) {
+      *out = t;
+      continue;
+    }
+    out->set_id(t.id());
+    out->set_invocation_id(t.invocation_id());
+    out->set_index(t.index());
+    out->set_name(t.name());
+    out->set_state(t.state());
+    out->set_phase(t.phase());
+    out->set_reason(t.reason());
+    *out->mutable_progress() = t.progress();
+    out->set_elapsed_seconds(t.elapsed_seconds());
+    out->set_cancel_requested(t.cancel_requested());
+    out->set_attempt_count(t.attempts_size());
+    for (const v1::Attempt& a : t.attempts()) {
+      if (!a.slurm_job_id().empty()) out->set_slurm_job_id(a.slurm_job_id());
+    }
+  }
   return grpc::Status::OK;
 }
 

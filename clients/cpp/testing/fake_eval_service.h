@@ -10,7 +10,7 @@
 // keeps invocations and tasks in memory, applies published TaskEvents to them with increasing
 // sequence numbers, replays events after `after_sequence` to watchers (after 0 it replays its whole
 // log, which stands in for the controller's snapshot) and then ends the stream once the invocation
-// is finished, cancels and resumes tasks, serves logs from memory and submits
+// is finished, answers GetInvocation in the requested view and pages, cancels and resumes tasks, serves logs from memory and submits
 // idempotently by request id. It records what clients sent (ids as typed, requests, the
 // authorization header) for assertions.
 //
@@ -58,6 +58,7 @@ class FakeEvalService final : public v1::EvalService::Service {
   std::vector<v1::WatchInvocationRequest> watch_requests() const;
   std::vector<v1::StreamLogsRequest> log_requests() const;
   std::vector<v1::ListInvocationsRequest> list_requests() const;
+  std::vector<v1::GetInvocationRequest> get_requests() const;
   std::vector<std::string> authorizations() const;
 
   grpc::Status PlanInvocation(grpc::ServerContext* context,
@@ -126,6 +127,7 @@ class FakeEvalService final : public v1::EvalService::Service {
   std::vector<v1::WatchInvocationRequest> watch_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::StreamLogsRequest> log_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::ListInvocationsRequest> list_requests_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::GetInvocationRequest> get_requests_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> authorizations_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -63,6 +63,10 @@ _LOG_KINDS = {
     "eval": types_pb2.LOG_KIND_EVAL,
 }
 _MAX_PAGE = 1000
+# Tasks per GetInvocation page: a 100,000-task invocation is read in ten messages, not one.
+_TASK_PAGE = 10000
+_VIEWS = {"summary": pb.INVOCATION_VIEW_SUMMARY, "basic": pb.INVOCATION_VIEW_BASIC,
+          "full": pb.INVOCATION_VIEW_FULL}
 
 Pem = Union[bytes, str, "os.PathLike[str]"]
 _R = TypeVar("_R")
@@ -296,12 +300,31 @@ class Client:
         return Plan.from_proto(self._unary(self._stub.PlanInvocation,
                                            pb.PlanInvocationRequest(config=source)))
 
-    def status(self, id: str) -> Union[Invocation, Task]:
-        """An invocation with its tasks, or — for a task id (`<invocation>.<index>`) — one task."""
+    def status(self, id: str, view: str = "full") -> Union[Invocation, Task]:
+        """An invocation with its tasks, or — for a task id (`<invocation>.<index>`) — one task.
+
+        Args:
+          view: how much of an invocation to read. "full": every attempt and score of every task.
+            "basic": what a status table shows (state, phase, progress, reason, `attempt_count`,
+            `slurm_job_id`); no attempts, scores, times or resolved_config: a tenth of the data,
+            for invocations of thousands of tasks. "summary": `counts` and `finished` only, no
+            tasks. A task id always reads the whole task.
+        """
+        if view not in _VIEWS:
+            raise InvalidArgumentError(f"view must be one of {', '.join(_VIEWS)}, not {view!r}")
         if "." in id:
             return Task.from_proto(self._unary(self._stub.GetTask, pb.GetTaskRequest(id=id)))
-        return Invocation.from_proto(
-            self._unary(self._stub.GetInvocation, pb.GetInvocationRequest(id=id)))
+        request = pb.GetInvocationRequest(id=id, view=_VIEWS[view], page_size=_TASK_PAGE)
+        inv = self._unary(self._stub.GetInvocation, request)
+        request.id = inv.id
+        while inv.next_page_token:
+            request.page_token = inv.next_page_token
+            page = self._unary(self._stub.GetInvocation, request)
+            inv.tasks.extend(page.tasks)
+            inv.counts.CopyFrom(page.counts)
+            inv.finished = page.finished
+            inv.next_page_token = page.next_page_token
+        return Invocation.from_proto(inv)
 
     def list(self, limit: int = 50,
              since: Optional[Union[_dt.datetime, _dt.timedelta, float]] = None) -> List[Invocation]:
@@ -391,9 +414,10 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         last = 0
         while True:
-            current = self.status(id)
+            # Whether it finished needs the counts only; the final state is read whole.
+            current = self.status(id, view="summary")
             if current.finished if isinstance(current, Invocation) else current.terminal:
-                return current
+                return self.status(id) if isinstance(current, Invocation) else current
             if deadline is not None and time.monotonic() >= deadline:
                 raise DeadlineExceededError(
                     f"{id} did not finish within {timeout:g}s (its tasks keep running)",

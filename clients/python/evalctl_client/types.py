@@ -269,6 +269,8 @@ class Task(_View):
     reason: str
     progress: Progress
     attempts: List[Attempt]
+    # Attempts so far; also set when `attempts` is not (Client.status(..., view="basic")).
+    attempt_count: int
     elapsed_seconds: int
     scores: List[Score]
     results_path: str
@@ -285,7 +287,9 @@ class Task(_View):
     @property
     def slurm_job_id(self) -> str:
         """The newest attempt's Slurm job id ('' before the first sbatch)."""
-        return self.attempts[-1].slurm_job_id if self.attempts else ""
+        if self.attempts:
+            return self.attempts[-1].slurm_job_id
+        return self.raw.slurm_job_id if self.raw is not None else ""
 
     @classmethod
     def from_proto(cls, t: Any) -> "Task":
@@ -294,6 +298,7 @@ class Task(_View):
             dir_name=t.dir_name, state=TaskState.of(t.state), phase=Phase.of(t.phase),
             reason=t.reason, progress=Progress.from_proto(t.progress),
             attempts=[Attempt.from_proto(a) for a in t.attempts],
+            attempt_count=max(t.attempt_count, len(t.attempts)),
             elapsed_seconds=t.elapsed_seconds,
             scores=[Score.from_proto(s) for s in t.results.scores],
             results_path=t.results.results_path, run_dir=t.run_dir,

@@ -236,7 +236,29 @@ class FakeEvalService(pb_grpc.EvalServiceServicer):
         self._enter("GetInvocation", request, context)
         with self.cond:
             inv, _ = self._resolve(request.id, context)
-            return self._view(inv)
+            out = self._view(inv)
+            if request.view in (pb.INVOCATION_VIEW_SUMMARY, pb.INVOCATION_VIEW_BASIC):
+                out.resolved_config = ""
+            if request.view == pb.INVOCATION_VIEW_SUMMARY:
+                del out.tasks[:]
+                return out
+            first = int(request.page_token or 0)
+            last = first + request.page_size if request.page_size > 0 else len(out.tasks)
+            if last < len(out.tasks):
+                out.next_page_token = str(last)
+            tasks = list(out.tasks)[first:last]
+            del out.tasks[:]
+            for task in tasks:
+                task.attempt_count = len(task.attempts)
+                jobs = [a.slurm_job_id for a in task.attempts if a.slurm_job_id]
+                task.slurm_job_id = jobs[-1] if jobs else ""
+                if request.view == pb.INVOCATION_VIEW_BASIC:
+                    del task.attempts[:]
+                    for name in ("results", "created_time", "updated_time", "resume_policy"):
+                        task.ClearField(name)
+                    task.run_dir = task.dir_name = ""
+                out.tasks.append(task)
+            return out
 
     def GetTask(self, request, context):
         self._enter("GetTask", request, context)

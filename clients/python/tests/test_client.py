@@ -192,6 +192,39 @@ class StatusTest(FakeTestCase):
         self.assertIsInstance(task.created_time, dt.datetime)
         self.assertEqual(self.fake.call_names()[-2:], ["GetInvocation", "GetTask"])
 
+    def test_views_and_pages(self):
+        import evalctl_client.client as client_module
+        inv = self.submit()
+        self.fake.advance(f"{inv.id}.1", t.TASK_STATE_RUNNING, job_id="4321")
+        summary = self.client.status(inv.id, view="summary")
+        self.assertEqual(summary.tasks, [])
+        self.assertEqual(summary.counts["running"], 1)
+        self.assertEqual(summary.resolved_config, "")
+        request, _ = self.fake.last_call("GetInvocation")
+        self.assertEqual(request.view, eval_service_pb2.INVOCATION_VIEW_SUMMARY)
+
+        # One task per page: every task arrives once, in order.
+        old_page = client_module._TASK_PAGE
+        client_module._TASK_PAGE = 1
+        try:
+            basic = self.client.status(inv.id[:6], view="basic")
+        finally:
+            client_module._TASK_PAGE = old_page
+        self.assertEqual([x.index for x in basic.tasks], list(range(len(inv.tasks))))
+        self.assertEqual(self.fake.call_names()[-len(inv.tasks):],
+                         ["GetInvocation"] * len(inv.tasks))
+        running = basic.tasks[1]
+        self.assertEqual(running.attempts, [])
+        self.assertEqual(running.attempt_count, 1)
+        self.assertEqual(running.slurm_job_id, "4321")
+        self.assertEqual(running.state, TaskState.RUNNING)
+
+        full = self.client.status(inv.id)
+        self.assertEqual(full.tasks[1].attempt_count, 1)
+        self.assertEqual(len(full.tasks[1].attempts), 1)
+        with self.assertRaises(InvalidArgumentError):
+            self.client.status(inv.id, view="everything")
+
     def test_unknown_id_is_NotFoundError(self):
         with self.assertRaises(NotFoundError) as cm:
             self.client.status("ffffffffffffffff")
