@@ -13,13 +13,17 @@
 // Figures:
 //   5  events/s from the first write to the last acknowledgement; controller RSS (VmRSS, and
 //      its peak VmHWM) with all tasks in the store, and again after a restart on the same store.
-//   4  GetInvocation (what `evalctl status` calls) of a 10,000-task invocation: median and p95
-//      over gRPC on loopback. The controller never calls Slurm. Baseline, side by side: one squeue
-//      and one sacct for 10,000 job ids on the local cluster (SlurmCliClient with all ids on one
-//      command line) — what a status that asks Slurm costs at the very least.
+//   4  GetInvocation of a 10,000-task invocation: median and p95 over gRPC on loopback, from a
+//      fresh client process, in the BASIC view (what `evalctl status` reads), side by side with
+//      the FULL view (what it read before views existed, and what clients that send no view
+//      get), alternating; the SUMMARY view (counts only). `evalctl status <id>` end to end, and,
+//      with --baseline-cli, an older `evalctl` binary against the same controller, alternating.
+//      The controller never calls Slurm. Baseline: one squeue and one sacct for 10,000 job ids on
+//      the local cluster (SlurmCliClient with all ids on one command line) — what a status that
+//      asks Slurm costs at the very least.
 //
-//   controller_bench [--controller=PATH] [--invocations=10] [--tasks=10000] [--calls=30]
-//                    [--no-slurm]
+//   controller_bench [--controller=PATH] [--baseline-cli=PATH] [--invocations=10]
+//                    [--tasks=10000] [--calls=30] [--no-slurm]
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -29,6 +33,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -36,6 +41,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -364,7 +371,10 @@ struct CoreFigures {
   double handshake_per_s = 0;
   double events_per_s = 0;
   double cpu_us_per_event = 0;
-  double get_ms = 0;
+  // ControllerCore::GetInvocation, median ms, per view.
+  double get_full_ms = 0;
+  double get_basic_ms = 0;
+  double get_summary_ms = 0;
 };
 
 class CollectingLink : public controller::AgentLink {
@@ -431,13 +441,22 @@ CoreFigures InProcess(int tasks) {
   }
   out.events_per_s = static_cast<double>(seq) / (WallSeconds() - w0);
   out.cpu_us_per_event = (ThreadCpuSeconds() - c0) / static_cast<double>(seq) * 1e6;
-  std::vector<double> get;
+  std::vector<double> full, basic, summary;
+  v1::GetInvocationRequest get;
+  get.set_id(submitted->invocation().id());
   for (int i = 0; i < 10; ++i) {
-    const double t0 = WallSeconds();
-    auto inv = core.GetInvocation(caller, submitted->invocation().id());
-    get.push_back((WallSeconds() - t0) * 1e3);
+    for (auto [view, ms] : {std::pair{v1::INVOCATION_VIEW_FULL, &full},
+                            std::pair{v1::INVOCATION_VIEW_BASIC, &basic},
+                            std::pair{v1::INVOCATION_VIEW_SUMMARY, &summary}}) {
+      get.set_view(view);
+      const double t0 = WallSeconds();
+      auto inv = core.GetInvocation(caller, get);
+      ms->push_back((WallSeconds() - t0) * 1e3);
+    }
   }
-  out.get_ms = Median(get);
+  out.get_full_ms = Median(full);
+  out.get_basic_ms = Median(basic);
+  out.get_summary_ms = Median(summary);
   std::filesystem::remove_all(dir);
   return out;
 }
@@ -451,10 +470,12 @@ struct Latencies {
   double parse_ms = 0;
 };
 
-Latencies MeasureGetInvocation(client::Client* c, const std::string& id, int calls) {
+Latencies MeasureGetInvocation(client::Client* c, const std::string& id, int calls,
+                               v1::InvocationView view) {
   Latencies out;
   v1::GetInvocationRequest req;
   req.set_id(id);
+  req.set_view(view);
   for (int i = 0; i < calls; ++i) {
     const double t0 = WallSeconds();
     auto inv = c->GetInvocation(req, {.timeout = absl::Seconds(120)});
@@ -482,17 +503,21 @@ Latencies MeasureGetInvocation(client::Client* c, const std::string& id, int cal
   return out;
 }
 
-// --get-client=PORT:ID:CALLS: GetInvocation from this fresh process (as `evalctl status` is one),
-// one line "GET <ms>" per call after two warm-up calls.
+// --get-client=PORT:ID:CALLS:VIEW: GetInvocation in VIEW (the enum's number) from this fresh
+// process (as `evalctl status` is one), one line "GET <ms>" per call after two warm-up calls.
 int GetClient(const std::string& spec) {
   std::vector<std::string> parts = absl::StrSplit(spec, ':');
-  int calls = 0;
-  if (parts.size() != 3 || !absl::SimpleAtoi(parts[2], &calls)) return 2;
+  int calls = 0, view = 0;
+  if (parts.size() != 4 || !absl::SimpleAtoi(parts[2], &calls) ||
+      !absl::SimpleAtoi(parts[3], &view) || !v1::InvocationView_IsValid(view)) {
+    return 2;
+  }
   auto c = client::Client::Connect(
       {.target = absl::StrCat("127.0.0.1:", parts[0]), .timeout = absl::Seconds(120)});
   if (!c.ok()) return 1;
   v1::GetInvocationRequest req;
   req.set_id(parts[1]);
+  req.set_view(static_cast<v1::InvocationView>(view));
   for (int i = 0; i < calls + 2; ++i) {
     const double t0 = WallSeconds();
     auto inv = (*c)->GetInvocation(req);
@@ -522,10 +547,11 @@ int GetClient(const std::string& spec) {
 
 // Runs GetClient in a child process.
 std::vector<double> GetFromFreshProcess(int port, const std::string& id, int calls,
-                                        double* parse_ms) {
+                                        v1::InvocationView view, double* parse_ms) {
   std::vector<double> out;
-  auto r = RunSubprocess({.argv = {"/proc/self/exe",
-                                   absl::StrCat("--get-client=", port, ":", id, ":", calls)},
+  auto r = RunSubprocess({.argv = {"/proc/self/exe", absl::StrCat("--get-client=", port, ":", id,
+                                                                  ":", calls, ":",
+                                                                  static_cast<int>(view))},
                           .timeout = absl::Minutes(10)});
   if (!r.ok() || !r->ok()) {
     std::cout << "  fresh client failed: " << (r.ok() ? r->stderr_data : r.status().ToString())
@@ -542,11 +568,11 @@ std::vector<double> GetFromFreshProcess(int port, const std::string& id, int cal
 }
 
 // `evalctl status ID` as a user runs it: process start, connection, the call, the table.
-std::vector<double> CliStatus(int port, const std::string& id, int runs) {
+std::vector<double> CliStatus(const std::string& cli, int port, const std::string& id, int runs) {
   std::vector<double> out;
   for (int i = 0; i < runs; ++i) {
     const double t0 = WallSeconds();
-    auto r = RunSubprocess({.argv = {EVALCTL_CLI_BIN, "status", id},
+    auto r = RunSubprocess({.argv = {cli, "status", id},
                             .env = {{"EVALCTL_CONTROLLER", absl::StrCat("127.0.0.1:", port)}},
                             .timeout = absl::Minutes(2)});
     const double ms = (WallSeconds() - t0) * 1e3;
@@ -566,12 +592,17 @@ int Main(int argc, char** argv) {
     return GetClient(std::string(argv[1] + 13));
   }
   std::string binary = EVALCTL_CONTROLLER_BIN;
+  std::string baseline_cli;
   int invocations = 10, tasks = 10000, calls = 30;
   bool slurm = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--controller=", 0) == 0) {
       binary = a.substr(13);
+      continue;
+    }
+    if (a.rfind("--baseline-cli=", 0) == 0) {
+      baseline_cli = a.substr(15);
       continue;
     }
     if (a.rfind("--invocations=", 0) == 0 && absl::SimpleAtoi(a.substr(14), &invocations)) continue;
@@ -585,8 +616,8 @@ int Main(int argc, char** argv) {
       invocations = 0;
       continue;
     }
-    std::cerr << "usage: controller_bench [--controller=PATH] [--invocations=10] [--tasks=10000] "
-                 "[--calls=30] [--no-slurm]\n";
+    std::cerr << "usage: controller_bench [--controller=PATH] [--baseline-cli=PATH] "
+                 "[--invocations=10] [--tasks=10000] [--calls=30] [--no-slurm]\n";
     return 2;
   }
   const int total_tasks = invocations * tasks;
@@ -594,7 +625,9 @@ int Main(int argc, char** argv) {
   const CoreFigures core = InProcess(tasks);
   std::cout << "  handshake " << Fmt(core.handshake_per_s, 0) << " results/s; events "
             << Fmt(core.events_per_s, 0) << "/s, " << Fmt(core.cpu_us_per_event, 1)
-            << " µs CPU each; GetInvocation " << Fmt(core.get_ms, 1) << " ms\n";
+            << " µs CPU each; GetInvocation FULL " << Fmt(core.get_full_ms, 1) << " ms, BASIC "
+            << Fmt(core.get_basic_ms, 1) << " ms, SUMMARY " << Fmt(core.get_summary_ms, 2)
+            << " ms\n";
   if (invocations == 0) return 0;
   std::cout << "== 4/5. controller: " << invocations << " invocations × " << tasks
             << " tasks, simulated agent over gRPC\n";
@@ -677,21 +710,60 @@ int Main(int argc, char** argv) {
 
   // 4: GetInvocation of a 10,000-task invocation (the last, all tasks finished with results).
   const std::string inv = invocation_ids.back();
-  // From this (long-running, busy) process, for the parse and serialize figures.
-  Latencies get = MeasureGetInvocation(controller.client(), inv, 3);
-  // The figure: from a fresh process, as `evalctl status` runs.
-  double fresh_parse_ms = 0;
-  get.ms = GetFromFreshProcess(controller.port(), inv, calls, &fresh_parse_ms);
-  const std::vector<double> cli = CliStatus(controller.port(), inv, 5);
+  // From this (long-running, busy) process, for the sizes and the parse and serialize figures.
+  Latencies full = MeasureGetInvocation(controller.client(), inv, 3, v1::INVOCATION_VIEW_FULL);
+  Latencies basic = MeasureGetInvocation(controller.client(), inv, 3, v1::INVOCATION_VIEW_BASIC);
+  Latencies summary =
+      MeasureGetInvocation(controller.client(), inv, 3, v1::INVOCATION_VIEW_SUMMARY);
+  // The figures: from fresh processes, as `evalctl status` runs; in A B C C B A order, half of the
+  // calls each time, so that a change of load on the machine hits every view alike.
+  full.ms.clear();
+  basic.ms.clear();
+  summary.ms.clear();
+  double full_parse_ms = 0, basic_parse_ms = 0, summary_parse_ms = 0;
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::tuple<v1::InvocationView, Latencies*, double*>> order = {
+        {v1::INVOCATION_VIEW_FULL, &full, &full_parse_ms},
+        {v1::INVOCATION_VIEW_BASIC, &basic, &basic_parse_ms},
+        {v1::INVOCATION_VIEW_SUMMARY, &summary, &summary_parse_ms}};
+    if (round == 1) std::reverse(order.begin(), order.end());
+    for (auto [view, lat, parse] : order) {
+      for (double ms : GetFromFreshProcess(controller.port(), inv, (calls + 1) / 2, view, parse)) {
+        lat->ms.push_back(ms);
+      }
+    }
+  }
+  if (const char* hold = std::getenv("EVALCTL_BENCH_HOLD_SECONDS"); hold != nullptr) {
+    // Diagnostic: time to profile a client against the loaded controller by hand.
+    std::cout << "  holding: EVALCTL_CONTROLLER=127.0.0.1:" << controller.port() << " evalctl status "
+              << inv << std::endl;
+    absl::SleepFor(absl::Seconds(std::atoi(hold)));
+  }
+  // `evalctl status` end to end, this build's and (with --baseline-cli) an older one, alternating.
+  std::vector<double> cli, cli_old;
+  for (int i = 0; i < 5; ++i) {
+    for (double ms : CliStatus(EVALCTL_CLI_BIN, controller.port(), inv, 1)) cli.push_back(ms);
+    if (baseline_cli.empty()) continue;
+    for (double ms : CliStatus(baseline_cli, controller.port(), inv, 1)) cli_old.push_back(ms);
+  }
   const double rss_after_get = RssMiB(controller.pid());
-  std::cout << "  GetInvocation (" << get.tasks << " tasks, " << Fmt(get.bytes / 1048576.0, 2)
-            << " MiB response): median " << Fmt(Median(get.ms), 1) << " ms, p95 "
-            << Fmt(Percentile(get.ms, 95), 1) << " ms over " << calls << " calls from a fresh "
-            << "process (parsing the answer alone takes " << Fmt(fresh_parse_ms, 1)
-            << " ms there, " << Fmt(get.parse_ms, 1) << " ms in this long-running one; "
-            << "serializing it " << Fmt(get.serialize_ms, 1)
-            << " ms); `evalctl status` end to end median "
-            << Fmt(Median(cli), 1) << " ms over " << cli.size() << " runs\n";
+  for (auto [name, lat, parse] : {std::tuple{"FULL", &full, full_parse_ms},
+                                  std::tuple{"BASIC", &basic, basic_parse_ms},
+                                  std::tuple{"SUMMARY", &summary, summary_parse_ms}}) {
+    std::cout << "  GetInvocation " << name << " (" << lat->tasks << " tasks, "
+              << Fmt(static_cast<double>(lat->bytes) / 1024.0, 1)
+              << " KiB response): median " << Fmt(Median(lat->ms), 1) << " ms, p95 "
+              << Fmt(Percentile(lat->ms, 95), 1) << " ms over " << lat->ms.size()
+              << " calls from fresh processes (parsing the answer alone takes " << Fmt(parse, 2)
+              << " ms there, " << Fmt(lat->parse_ms, 2) << " ms in this long-running one; "
+              << "serializing it " << Fmt(lat->serialize_ms, 2) << " ms)\n";
+  }
+  std::cout << "  `evalctl status` end to end: median " << Fmt(Median(cli), 1) << " ms over "
+            << cli.size() << " runs";
+  if (!cli_old.empty()) {
+    std::cout << "; " << baseline_cli << ": median " << Fmt(Median(cli_old), 1) << " ms";
+  }
+  std::cout << "\n";
   agent.Close();
 
   // Restart on the same store: RSS at rest with every task in the store.
@@ -699,7 +771,7 @@ int Main(int argc, char** argv) {
   double rss_restart = -1;
   Latencies get_cold;
   if (controller.Start()) {
-    get_cold = MeasureGetInvocation(controller.client(), inv, 5);
+    get_cold = MeasureGetInvocation(controller.client(), inv, 5, v1::INVOCATION_VIEW_BASIC);
     rss_restart = RssMiB(controller.pid());
   }
   std::error_code ec;
@@ -748,21 +820,38 @@ int Main(int argc, char** argv) {
               << " ms\n";
   }
 
-  const std::string base = slurm_ms.empty() ? "-" : Fmt(Median(slurm_ms), 1);
-  Row("4 status", absl::StrCat("GetInvocation, ", get.tasks, " tasks, median ms (gRPC loopback)"),
-      Fmt(Median(get.ms), 1), base,
-      slurm_ms.empty() ? "-" : Fmt(Median(slurm_ms) / Median(get.ms), 1) + "x faster",
-      "baseline: 1 squeue + 1 sacct for 10,000 ids; target <= 50 ms");
-  Row("4 status", absl::StrCat("GetInvocation, ", get.tasks, " tasks, p95 ms"),
-      Fmt(Percentile(get.ms, 95), 1),
-      slurm_ms.empty() ? "-" : Fmt(Percentile(slurm_ms, 95), 1), "-",
-      absl::StrCat(calls, " calls from a fresh client process; response ",
-                   Fmt(get.bytes / 1048576.0, 2), " MiB, of which the client's parse ",
-                   Fmt(fresh_parse_ms, 1), " ms; 0 Slurm calls"));
-  Row("4 status", absl::StrCat("`evalctl status <id>`, ", get.tasks, " tasks, median ms"),
-      Fmt(Median(cli), 1), "-", "-",
-      "the CLI end to end: start, connect, call, print the table; 5 runs");
-  Row("4 status", "GetInvocation right after a controller restart, median ms",
+  auto ratio = [](double old_value, double new_value) {
+    return Fmt(old_value / new_value, 1) + "x faster";
+  };
+  Row("4 status",
+      absl::StrCat("GetInvocation, ", basic.tasks, " tasks, median ms: BASIC view vs FULL"),
+      Fmt(Median(basic.ms), 1), Fmt(Median(full.ms), 1), ratio(Median(full.ms), Median(basic.ms)),
+      absl::StrCat("from fresh client processes, ", basic.ms.size(), " calls each, alternating; "
+                   "FULL is what status read before views; target <= 50 ms"));
+  Row("4 status", absl::StrCat("GetInvocation, ", basic.tasks, " tasks, p95 ms: BASIC vs FULL"),
+      Fmt(Percentile(basic.ms, 95), 1), Fmt(Percentile(full.ms, 95), 1),
+      ratio(Percentile(full.ms, 95), Percentile(basic.ms, 95)),
+      absl::StrCat("responses ", Fmt(static_cast<double>(basic.bytes) / 1024.0, 0), " vs ",
+                   Fmt(static_cast<double>(full.bytes) / 1024.0, 0),
+                   " KiB; the client's parse alone ", Fmt(basic_parse_ms, 1), " vs ",
+                   Fmt(full_parse_ms, 1), " ms; 0 Slurm calls"));
+  Row("4 status", "GetInvocation SUMMARY view (counts only), median ms",
+      Fmt(Median(summary.ms), 1), Fmt(Median(full.ms), 1),
+      ratio(Median(full.ms), Median(summary.ms)),
+      absl::StrCat(Fmt(static_cast<double>(summary.bytes), 0), " bytes"));
+  if (!slurm_ms.empty()) {
+    Row("4 status", "GetInvocation BASIC vs 1 squeue + 1 sacct for 10,000 ids, median ms",
+        Fmt(Median(basic.ms), 1), Fmt(Median(slurm_ms), 1),
+        ratio(Median(slurm_ms), Median(basic.ms)),
+        absl::StrCat("baseline p95 ", Fmt(Percentile(slurm_ms, 95), 1),
+                     " ms: what a status that asks Slurm costs at the least"));
+  }
+  Row("4 status", absl::StrCat("`evalctl status <id>`, ", basic.tasks, " tasks, median ms"),
+      Fmt(Median(cli), 1), cli_old.empty() ? "-" : Fmt(Median(cli_old), 1),
+      cli_old.empty() ? "-" : ratio(Median(cli_old), Median(cli)),
+      absl::StrCat("the CLI end to end: start, connect, call, print the table; 5 runs",
+                   cli_old.empty() ? "" : " each, alternating with the --baseline-cli binary"));
+  Row("4 status", "GetInvocation BASIC right after a controller restart, median ms",
       Fmt(Median(get_cold.ms), 1), "-", "-", "5 calls; cold page cache not forced");
   Row("5 ingest", absl::StrCat("agent events/s, durable (", ingest.events, " events, 500/message)"),
       Fmt(static_cast<double>(ingest.events) / ingest.seconds, 0), "-", "-",
@@ -772,8 +861,11 @@ int Main(int argc, char** argv) {
   Row("5 ingest", "in-process ControllerCore::AgentEvents, events/s",
       Fmt(core.events_per_s, 0), "-", "-",
       absl::StrCat(Fmt(core.cpu_us_per_event, 1), " µs CPU per event; same events, no gRPC"));
-  Row("4 status", "in-process ControllerCore::GetInvocation, median ms", Fmt(core.get_ms, 1), "-",
-      "-", "the store and the core without gRPC");
+  Row("4 status", "in-process ControllerCore::GetInvocation, BASIC vs FULL, median ms",
+      Fmt(core.get_basic_ms, 1), Fmt(core.get_full_ms, 1),
+      ratio(core.get_full_ms, core.get_basic_ms),
+      absl::StrCat("the store and the core without gRPC; SUMMARY ", Fmt(core.get_summary_ms, 2),
+                   " ms"));
   std::vector<double> results_rate;
   for (double s : handshake_s) results_rate.push_back(tasks / s);
   Row("5 ingest", "submit handshake: CommandResults/s", Fmt(Median(results_rate), 0), "-", "-",

@@ -7,6 +7,7 @@
 # built there (ninja -C BUILD_DIR benchmarks). Benchmarks 2, 3 and 4's baseline need the local
 # Slurm cluster (deploy/dev/cluster.sh start); SLURM_CONF is taken from it when unset.
 # --quick: smaller sizes (1 controller invocation, 100 jobs to submit, 10 latency samples).
+# EVALCTL_BENCH_BASELINE_CLI=PATH: an older `evalctl` whose `status` is timed beside this build's.
 # Each benchmark's full output is kept in $EVALCTL_BENCH_OUT (default /var/tmp/evalctl-bench-out).
 set -euo pipefail
 
@@ -67,6 +68,10 @@ run() {
     echo "    ($name exited with status $rc; see $out/$name.log)" >&2
   fi
 }
+
+if [[ -n "${EVALCTL_BENCH_BASELINE_CLI:-}" ]]; then
+  args_controller+=("--baseline-cli=$EVALCTL_BENCH_BASELINE_CLI")
+fi
 
 run tracking_cycle_bench "${args_cycle[@]}"
 run submit_bench "${args_submit[@]}"
