@@ -15,6 +15,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/logging.h"
 #include "runner/dataset.h"
 #include "runner/run_config.h"
@@ -49,6 +50,9 @@ Exit codes:
      requests in flight drained (bounded by --drain-timeout-s), cache and progress flushed;
      run the same command again to continue
   4  the results directory cannot be used (I/O error, or another runner holds its lock))";
+
+// Slurm sends a step's processes SIGTERM twice, milliseconds apart (slurmstepd, then srun).
+constexpr absl::Duration kRepeatedSignalWindow = absl::Seconds(1);
 
 const char* SignalName(int sig) {
   switch (sig) {
@@ -215,14 +219,19 @@ int main(int argc, char** argv) {
       timespec wait = {0, 50'000'000};
       int sig = ::sigtimedwait(&signals, nullptr, &wait);
       if (sig <= 0) continue;
-      if (stop.request_count() == 0) {
+      const bool first = stop.request_count() == 0;
+      if (!stop.RequestBySignal(absl::StrCat("received ", SignalName(sig)), absl::Now(),
+                                kRepeatedSignalWindow)) {
+        LOG(WARNING) << "received " << SignalName(sig) << " again within "
+                     << absl::FormatDuration(kRepeatedSignalWindow)
+                     << ": the same stop (a second signal after that cuts requests in flight)";
+      } else if (first) {
         LOG(WARNING) << "received " << SignalName(sig)
                      << ": finishing the requests in flight, then flushing and exiting with code "
                      << kExitInterrupted;
       } else {
         LOG(WARNING) << "received " << SignalName(sig) << " again: cutting requests in flight";
       }
-      stop.Request(absl::StrCat("received ", SignalName(sig)));
     }
   });
 

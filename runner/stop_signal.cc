@@ -10,6 +10,17 @@ void StopSignal::Request(const std::string& reason) {
   cv_.SignalAll();
 }
 
+bool StopSignal::RequestBySignal(const std::string& reason, absl::Time now, absl::Duration window) {
+  absl::MutexLock lock(&mu_);
+  if (count_ > 0 && now - first_ < window) return false;
+  if (count_++ == 0) {
+    reason_ = reason;
+    first_ = now;
+  }
+  cv_.SignalAll();
+  return true;
+}
+
 bool StopSignal::requested() const {
   absl::MutexLock lock(&mu_);
   return count_ > 0;

@@ -659,6 +659,8 @@ CycleStats TaskManager::RunCycle() {
   auto accounting = slurm_->Accounting(ids);
   bool accounting_ok = accounting.ok();
   if (!accounting_ok) {
+    // slurmdbd down: tracking goes on with squeue alone, but the outage is reported.
+    stats.slurm_reachable = false;
     stats.slurm_error = absl::StrCat("sacct: ", accounting.status().message());
   }
   std::map<std::string, JobInfo> infos;

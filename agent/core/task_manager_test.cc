@@ -340,7 +340,12 @@ TEST_F(TaskManagerTest, SlurmOutagesNeverFailTasks) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   Step();
   slurm_->SetAccountingDown(true);
-  for (int i = 0; i < 10; ++i) Step(absl::Seconds(30));
+  for (int i = 0; i < 10; ++i) {
+    CycleStats s = Step(absl::Seconds(30));
+    // Reported as an outage, as slurmctld being down is.
+    EXPECT_FALSE(s.slurm_reachable);
+    EXPECT_THAT(s.slurm_error, HasSubstr("sacct"));
+  }
   EXPECT_EQ(Get(0).state(), v1::TASK_STATE_RUNNING);
   slurm_->SetControllerDown(true);
   CycleStats s = Step();
@@ -350,7 +355,7 @@ TEST_F(TaskManagerTest, SlurmOutagesNeverFailTasks) {
   slurm_->SetAccountingDown(false);
   WriteResults(0);
   ASSERT_TRUE(slurm_->FailJob(JobOf(0, 1), 0).ok());
-  Step();
+  EXPECT_TRUE(Step().slurm_reachable);
   EXPECT_EQ(Get(0).state(), v1::TASK_STATE_SUCCEEDED);
 }
 

@@ -6,6 +6,9 @@
 #   deploy/dev/cluster.sh status   show daemons, nodes and partitions; exit 0 only if all is up
 #   deploy/dev/cluster.sh env      print `export SLURM_CONF=...` for Slurm clients:
 #                                    eval "$(deploy/dev/cluster.sh env)"
+#   deploy/dev/cluster.sh stop-slurmdbd / start-slurmdbd
+#                                  an accounting outage for tests: stop slurmdbd alone, and
+#                                  start it again with the jobs and accounting data kept
 #
 # Daemons: munged, mariadbd, slurmdbd, slurmctld and four slurmd (node1..node4, 8 virtual CPUs each),
 # all from the Debian 12 packages (slurm-wlm 22.05, slurmdbd, munge, mariadb-server), all run as root
@@ -54,12 +57,14 @@ die() {
 
 usage() {
   cat <<EOF
-usage: $PROG start|stop|status|env
+usage: $PROG start|stop|status|env|stop-slurmdbd|start-slurmdbd
 
   start   start munged, mariadbd, slurmdbd, slurmctld and slurmd node1..node4 (idempotent)
   stop    stop them all (idempotent)
   status  show the daemons, nodes and partitions (exit 0 all up, 1 partly up, 3 stopped)
   env     print 'export SLURM_CONF=...'; use: eval "\$($PROG env)"
+  stop-slurmdbd   stop slurmdbd alone (an accounting outage; jobs keep running)
+  start-slurmdbd  start it again on the same database and wait until sacct works
 
 state directory: $STATE_DIR (EVALCTL_CLUSTER_DIR)
 EOF
@@ -782,6 +787,42 @@ cmd_status() {
   return 1
 }
 
+# An accounting outage: slurmdbd alone goes away; slurmctld queues its records meanwhile.
+cmd_stop_slurmdbd() {
+  take_lock
+  scan_owned
+  local -a pids=()
+  mapfile -t pids < <(pids_of slurmdbd)
+  if ((${#pids[@]} == 0)); then
+    msg "slurmdbd is not running"
+    return 0
+  fi
+  terminate 15 "${pids[@]}"
+  msg "slurmdbd stopped (sacct fails until '$PROG start-slurmdbd')"
+}
+
+# The end of the outage: the same database (nothing is dropped), slurmctld reconnects and sends
+# what it queued. Unlike `start`, this never restarts the other daemons.
+cmd_start_slurmdbd() {
+  check_prerequisites
+  take_lock
+  scan_owned
+  if running slurmdbd; then
+    msg "slurmdbd is already running"
+    return 0
+  fi
+  running slurmctld && running mariadbd && [[ -f $SLURMDBD_CONF_FILE ]] ||
+    die "the cluster is not running: use '$PROG start'"
+  port_busy "$DBD_PORT" && die "port $DBD_PORT (EVALCTL_SLURMDBD_PORT) is already in use by another program"
+  local t0
+  t0=$(now)
+  launch slurmdbd "$LOG_DIR/slurmdbd.stderr" /usr/sbin/slurmdbd -D
+  wait_until 30 dbd_ok || start_failed "slurmdbd did not come up" "$LOG_DIR/slurmdbd.log" "$LOG_DIR/slurmdbd.stderr"
+  wait_until "$START_TIMEOUT" accounting_ok ||
+    start_failed "slurmctld did not register with slurmdbd again" "$LOG_DIR/slurmdbd.log" "$LOG_DIR/slurmctld.log"
+  msg "slurmdbd is up again in $(elapsed "$t0") s"
+}
+
 cmd_env() {
   printf 'export SLURM_CONF=%q\n' "$SLURM_CONF_FILE"
 }
@@ -798,6 +839,8 @@ main() {
     stop) cmd_stop ;;
     status) cmd_status ;;
     env) cmd_env ;;
+    stop-slurmdbd) cmd_stop_slurmdbd ;;
+    start-slurmdbd) cmd_start_slurmdbd ;;
     -h | --help | help) usage ;;
     *)
       usage >&2

@@ -2,6 +2,7 @@
 // the same state directory, and the agent cut off from the controller while its jobs finish.
 // Every event must be applied exactly once and every attempt must be exactly one Slurm job.
 // Jobs run on node1 (partition debug).
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -16,6 +17,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -27,22 +29,7 @@ namespace {
 using ::evalctl::testing::WaitFor;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-
-// Updates its progress file every second for `seconds` seconds, then writes results.
-std::string ProgressingCommand(const std::string& name, int seconds) {
-  return absl::StrCat("echo \"e2e task ", name, " starts\"\n", "for i in $(seq 1 ", seconds,
-                      "); do\n", "  echo \"$i\" > \"$EVALCTL_RESULTS_DIR/progress\"\n",
-                      "  sleep 1\n", "done\n", WriteResultsCommand(name));
-}
-
-bool AllRunning(E2eEnv& env, const std::string& invocation_id) {
-  auto inv = env.Get(invocation_id);
-  if (!inv.ok()) return false;
-  for (const v1::Task& t : inv->tasks()) {
-    if (t.state() != v1::TASK_STATE_RUNNING) return false;
-  }
-  return true;
-}
+using ::testing::Not;
 
 // Checks the controller's event log of an invocation: no event applied twice, one submission per
 // attempt, one FINISHED per task (the last event, with the task's final state), and no state
@@ -141,7 +128,7 @@ TEST_F(E2eTest, ControllerKilledMidRunAppliesEveryEventOnce) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return AllRunning(env_, id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
 
@@ -177,7 +164,7 @@ TEST_F(E2eTest, ControllerDownWhileJobsFinishGetsEveryEventOnceAfterwards) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return AllRunning(env_, id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
 
@@ -220,7 +207,7 @@ TEST_F(E2eTest, AgentKilledMidRunReconcilesAndFinishes) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return AllRunning(env_, id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
 
@@ -254,7 +241,7 @@ TEST_F(E2eTest, CancelWhileTheAgentIsDownIsDeliveredWhenItReconnects) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return AllRunning(env_, id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
   const v1::Task& task = before->tasks(0);
@@ -296,26 +283,77 @@ TEST_F(E2eTest, CancelWhileTheAgentIsDownIsDeliveredWhenItReconnects) {
   ExpectEveryEventAppliedOnce(*events, *finished);
 }
 
+// Puts an `sbatch` first on the agent's PATH that runs `body` (bash); returns the PATH value.
+std::string FakeSbatchPath(E2eEnv& env, const std::string& body) {
+  const std::string bin = env.root() + "/fake-sbatch";
+  std::filesystem::create_directories(bin);
+  {
+    std::ofstream f(bin + "/sbatch");
+    f << "#!/bin/bash\n" << body;
+  }
+  EXPECT_EQ(::chmod((bin + "/sbatch").c_str(), 0755), 0);
+  const char* path = std::getenv("PATH");
+  return absl::StrCat(bin, ":", path ? path : "/usr/bin:/bin");
+}
+
+// The agent dies after it journaled the attempt but before sbatch reached Slurm: the restarted
+// agent finds no job of that name and submits it, once.
+TEST_F(E2eTest, AgentKilledBeforeSbatchSubmitsOnce) {
+  // An sbatch that never submits: it records its pid and waits to be killed with the agent.
+  const std::string mark = env_.root() + "/sbatch-started";
+  const std::string path =
+      FakeSbatchPath(env_, absl::StrCat("echo $$ > '", mark, ".tmp'\nmv '", mark, ".tmp' '", mark,
+                                        "'\nexec sleep 120\n"));
+  env_.KillAgent();
+  E2E_ASSERT_OK(env_.StartAgent({{"PATH", path}}));
+
+  RunConfig config;
+  config.tasks.push_back({.name = "once", .command = SucceedingCommand("once", 2)});
+  auto submitted = env_.Submit(config);
+  E2E_ASSERT_OK(submitted);
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(mark); }, absl::Seconds(60)))
+      << "sbatch never ran";
+  env_.KillAgent();
+  int sbatch_pid = 0;
+  if (absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(mark)), &sbatch_pid) &&
+      sbatch_pid > 0) {
+    ::kill(sbatch_pid, SIGKILL);
+  }
+  const v1::Task& task = submitted->tasks(0);
+  // Nothing reached Slurm, and the controller knows of no job.
+  absl::SleepFor(absl::Seconds(1));
+  EXPECT_THAT(SqueueByName(env_.JobName(task, 1)), IsEmpty());
+  auto before = env_.GetTask(task.id());
+  E2E_ASSERT_OK(before);
+  for (const v1::Attempt& a : before->attempts()) EXPECT_EQ(a.slurm_job_id(), "");
+
+  E2E_ASSERT_OK(env_.StartAgent());
+  auto finished = env_.WaitFinished(submitted->id(), absl::Minutes(2));
+  E2E_ASSERT_OK(finished);
+  const v1::Task& t = finished->tasks(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED) << t.reason();
+  ASSERT_EQ(t.attempts_size(), 1);
+  ExpectOneJobPerAttempt(env_, *finished);
+  const std::string log = ReadFileOrEmpty(env_.agent_log());
+  EXPECT_THAT(log, Not(HasSubstr("adopted job=")));
+  EXPECT_THAT(log, HasSubstr(absl::StrCat("submitted task=", t.id(),
+                                          " attempt=1 job=", t.attempts(0).slurm_job_id())));
+  auto events = env_.WatchAll(submitted->id(), 0, absl::Seconds(30));
+  E2E_ASSERT_OK(events);
+  ExpectEveryEventAppliedOnce(*events, *finished);
+}
+
 // The agent dies after sbatch submitted the job but before it journaled the job id: the
 // restarted agent must find the job by its name and adopt it, not submit a second one.
 TEST_F(E2eTest, AgentKilledBetweenSbatchAndJournalAdoptsTheJob) {
   // An sbatch that submits, leaves a mark, and then hangs, so that the agent can be killed at
   // exactly that moment.
-  const std::string bin = env_.root() + "/slow-sbatch";
   const std::string mark = env_.root() + "/sbatch-done";
-  std::filesystem::create_directories(bin);
-  {
-    std::ofstream f(bin + "/sbatch");
-    f << "#!/bin/bash\n"
-      << "/usr/bin/sbatch \"$@\"\nrc=$?\n"
-      << "touch '" << mark << "'\n"
-      << "sleep 30\n"
-      << "exit $rc\n";
-  }
-  ASSERT_EQ(::chmod((bin + "/sbatch").c_str(), 0755), 0);
-  const char* path = std::getenv("PATH");
+  const std::string path = FakeSbatchPath(
+      env_,
+      absl::StrCat("/usr/bin/sbatch \"$@\"\nrc=$?\ntouch '", mark, "'\nsleep 30\nexit $rc\n"));
   env_.KillAgent();
-  E2E_ASSERT_OK(env_.StartAgent({{"PATH", absl::StrCat(bin, ":", path ? path : "/usr/bin:/bin")}}));
+  E2E_ASSERT_OK(env_.StartAgent({{"PATH", path}}));
 
   RunConfig config;
   config.tasks.push_back({.name = "adopted", .command = SucceedingCommand("adopted", 3)});

@@ -232,6 +232,20 @@ std::string SucceedingCommand(const std::string& name, int seconds, double value
                       WriteResultsCommand(name, value), "echo \"e2e task ", name, " done\"\n");
 }
 
+std::string ProgressingCommand(const std::string& name, int seconds) {
+  return absl::StrCat("echo \"e2e task ", name, " starts\"\n", "for i in $(seq 1 ", seconds,
+                      "); do\n", "  echo \"$i\" > \"$EVALCTL_RESULTS_DIR/progress\"\n",
+                      "  sleep 1\n", "done\n", WriteResultsCommand(name));
+}
+
+std::string SecondAttemptFinishes(const std::string& name, const std::string& waiting) {
+  return absl::StrCat("if [ -e \"$EVALCTL_RESULTS_DIR/first_attempt_started\" ]; then\n",
+                      "  echo \"e2e: a later attempt finds the marker and finishes\"\n",
+                      WriteResultsCommand(name), "  exit 0\n", "fi\n",
+                      "touch \"$EVALCTL_RESULTS_DIR/first_attempt_started\"\n",
+                      "echo \"e2e: ", waiting, "\"\n", "sleep 300\n");
+}
+
 std::vector<SacctRecord> SacctByName(const std::string& name, absl::Time since) {
   // --name needs -S: without it sacct only looks from midnight.
   return Sacct(
@@ -357,7 +371,7 @@ absl::Status E2eEnv::StartController(const std::vector<std::pair<std::string, st
     const std::string log = ReadFileOrEmpty(controller_log()).substr(log_offset);
     size_t at = log.find("(port ");
     if (at != std::string::npos) {
-      size_t end = log.find(')', at);
+      size_t end = log.find_first_not_of("0123456789", at + 6);
       int port = 0;
       if (end != std::string::npos && absl::SimpleAtoi(log.substr(at + 6, end - at - 6), &port) &&
           port > 0) {
@@ -461,7 +475,7 @@ absl::StatusOr<std::string> E2eEnv::WriteConfig(const RunConfig& config) {
   absl::StrAppend(&y, "  sbatch_extra_flags:\n    exclusive: false\n");
   if (!config.nodelist.empty()) absl::StrAppend(&y, "    nodelist: ", config.nodelist, "\n");
   absl::StrAppend(&y, "target:\n  api_endpoint:\n");
-  absl::StrAppend(&y, "    url: http://127.0.0.1:9/v1/chat/completions\n");
+  absl::StrAppend(&y, "    url: ", Quote(config.endpoint_url), "\n");
   absl::StrAppend(&y, "    model_id: e2e-model\n");
   absl::StrAppend(&y, "evaluation:\n  tasks:\n");
   for (const TaskConfig& t : config.tasks) {
@@ -546,6 +560,25 @@ absl::StatusOr<v1::Task> E2eEnv::WaitTask(const std::string& task_id,
   return absl::DeadlineExceededError(absl::StrCat(
       "task ", task_id, ": condition not reached within ", absl::FormatDuration(timeout),
       "; last: ", task.ok() ? task->DebugString() : task.status().ToString()));
+}
+
+absl::StatusOr<v1::Task> E2eEnv::WaitAttemptSubmitted(const std::string& task_id, int number,
+                                                      absl::Duration timeout) {
+  return WaitTask(
+      task_id,
+      [number](const v1::Task& t) {
+        return t.attempts_size() >= number && !t.attempts(number - 1).slurm_job_id().empty();
+      },
+      timeout);
+}
+
+bool E2eEnv::AllRunning(const std::string& invocation_id) {
+  auto inv = Get(invocation_id);
+  if (!inv.ok()) return false;
+  for (const v1::Task& t : inv->tasks()) {
+    if (t.state() != v1::TASK_STATE_RUNNING) return false;
+  }
+  return true;
 }
 
 absl::StatusOr<std::vector<v1::WatchInvocationResponse>> E2eEnv::WatchAll(

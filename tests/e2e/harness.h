@@ -89,6 +89,8 @@ struct RunConfig {
   std::string max_walltime;
   std::optional<int> max_attempts;
   std::optional<int> pre_timeout_signal_seconds;
+  // target.api_endpoint.url (EVALCTL_ENDPOINT_URL in the job).
+  std::string endpoint_url = "http://127.0.0.1:9/v1/chat/completions";
   std::vector<TaskConfig> tasks;
 };
 
@@ -98,6 +100,12 @@ struct RunConfig {
 std::string SucceedingCommand(const std::string& name, int seconds, double value = 0.9);
 // The results.yml write alone (atomically: the agent may read it at any time).
 std::string WriteResultsCommand(const std::string& name, double value = 0.9);
+// Writes its progress every second for `seconds` seconds, then results.yml.
+std::string ProgressingCommand(const std::string& name, int seconds);
+// Prints `waiting` and sleeps until stopped the first time; a later attempt finds the marker the
+// first one left in the artifacts directory (kept across attempts), writes results.yml and
+// finishes at once.
+std::string SecondAttemptFinishes(const std::string& name, const std::string& waiting);
 
 // One record of `sacct -X -D` for a job.
 struct SacctRecord {
@@ -179,6 +187,11 @@ class E2eEnv {
   absl::StatusOr<v1::Task> WaitTask(const std::string& task_id,
                                     const std::function<bool(const v1::Task&)>& done,
                                     absl::Duration timeout);
+  // WaitTask until attempt `number` of the task has a Slurm job.
+  absl::StatusOr<v1::Task> WaitAttemptSubmitted(const std::string& task_id, int number,
+                                                absl::Duration timeout);
+  // True when every task of the invocation is RUNNING.
+  bool AllRunning(const std::string& invocation_id);
   // Every event of an invocation from `after` on, until the stream ends (all tasks terminal and
   // sent) or `timeout`.
   absl::StatusOr<std::vector<v1::WatchInvocationResponse>> WatchAll(

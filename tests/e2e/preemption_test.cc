@@ -1,6 +1,7 @@
 // Preemption on the real cluster: a task's job runs in `lowcancel` (PreemptMode=CANCEL) on node4,
-// and the test preempts it with a `high` job it submits itself with sbatch. These tests hold the
-// `slurm_preemption` ctest lock (see CMakeLists.txt): nothing else preempts on node4 meanwhile.
+// or in `low` (PreemptMode=REQUEUE) on node3, and the test preempts it with a `high` job it
+// submits itself with sbatch. These tests hold the `slurm_preemption` ctest lock (see
+// CMakeLists.txt): nothing else preempts on node3 or node4 meanwhile.
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -23,14 +24,7 @@ using ::testing::IsEmpty;
 
 constexpr char kSleeper[] = "#!/bin/bash\nsleep 300\n";
 
-// Sleeps until stopped the first time; a later attempt finds the marker and finishes at once.
-std::string SecondAttemptFinishes(const std::string& name) {
-  return absl::StrCat("if [ -e \"$EVALCTL_RESULTS_DIR/first_attempt_started\" ]; then\n",
-                      "  echo \"e2e: a later attempt finds the marker and finishes\"\n",
-                      WriteResultsCommand(name), "  exit 0\n", "fi\n",
-                      "touch \"$EVALCTL_RESULTS_DIR/first_attempt_started\"\n",
-                      "echo \"e2e: first attempt, waiting to be preempted\"\n", "sleep 300\n");
-}
+constexpr char kWaitsForPreemption[] = "first attempt, waiting to be preempted";
 
 class E2ePreemptionTest : public E2eTest {
  protected:
@@ -49,9 +43,9 @@ class E2ePreemptionTest : public E2eTest {
     E2E_ASSERT_OK(running);
   }
 
-  // Submits a job to `high` that needs all of node4: Slurm preempts what runs there.
-  std::string Preempt() {
-    return reaper_.Add(Sbatch({"-p", "high", "-w", "node4", "--exclusive",
+  // Submits a job to `high` that needs all of `node`: Slurm preempts what runs there.
+  std::string Preempt(const std::string& node = "node4") {
+    return reaper_.Add(Sbatch({"-p", "high", "-w", node, "--exclusive",
                                absl::StrCat("--job-name=", env_.job_name_prefix(), "high")},
                               kSleeper));
   }
@@ -66,7 +60,8 @@ class E2ePreemptionTest : public E2eTest {
 
 TEST_F(E2ePreemptionTest, PreemptedJobIsResumedAfterThePreemption) {
   RunConfig config = LowCancelConfig();
-  config.tasks.push_back({.name = "preempted", .command = SecondAttemptFinishes("preempted")});
+  config.tasks.push_back(
+      {.name = "preempted", .command = SecondAttemptFinishes("preempted", kWaitsForPreemption)});
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string task_id = submitted->tasks(0).id();
@@ -75,12 +70,7 @@ TEST_F(E2ePreemptionTest, PreemptedJobIsResumedAfterThePreemption) {
   const std::string high = Preempt();
   ASSERT_FALSE(high.empty());
   // The agent sees PREEMPTED and submits attempt 2, which waits for node4.
-  auto resumed = env_.WaitTask(
-      task_id,
-      [](const v1::Task& t) {
-        return t.attempts_size() >= 2 && !t.attempts(1).slurm_job_id().empty();
-      },
-      absl::Seconds(60));
+  auto resumed = env_.WaitAttemptSubmitted(task_id, 2, absl::Seconds(60));
   E2E_ASSERT_OK(resumed);
   EXPECT_EQ(resumed->attempts(0).slurm_state(), "PREEMPTED");
   EXPECT_EQ(resumed->attempts(1).resume_reason(), v1::RESUME_REASON_PREEMPTED);
@@ -106,6 +96,52 @@ TEST_F(E2ePreemptionTest, PreemptedJobIsResumedAfterThePreemption) {
   EXPECT_EQ(a2[0].job_id, t.attempts(1).slurm_job_id());
   EXPECT_EQ(a2[0].state, "COMPLETED");
   EXPECT_EQ(a2[0].partition, "lowcancel");
+  EXPECT_THAT(SacctByName(env_.JobName(t, 3), env_.started()), IsEmpty());
+}
+
+// PreemptMode=REQUEUE would have Slurm requeue the job under the same id, but every job is
+// --no-requeue (resume belongs to the agent): the preempted job ends PREEMPTED, once, and the
+// agent resumes the task as a new job.
+TEST_F(E2ePreemptionTest, RequeueModePreemptionIsResumedByTheAgentAsANewJob) {
+  RunConfig config;
+  config.partition = "low";
+  config.nodelist = "node3";
+  config.tasks.push_back({.name = "requeue-mode",
+                          .command = SecondAttemptFinishes("requeue-mode", kWaitsForPreemption)});
+  auto submitted = env_.Submit(config);
+  E2E_ASSERT_OK(submitted);
+  const std::string task_id = submitted->tasks(0).id();
+  ASSERT_NO_FATAL_FAILURE(WaitRunning(task_id));
+
+  const std::string high = Preempt("node3");
+  ASSERT_FALSE(high.empty());
+  auto resumed = env_.WaitAttemptSubmitted(task_id, 2, absl::Seconds(60));
+  E2E_ASSERT_OK(resumed);
+  const std::string first_job = resumed->attempts(0).slurm_job_id();
+  EXPECT_EQ(resumed->attempts(0).slurm_state(), "PREEMPTED");
+  EXPECT_EQ(resumed->attempts(1).resume_reason(), v1::RESUME_REASON_PREEMPTED);
+  EXPECT_NE(resumed->attempts(1).slurm_job_id(), first_job);
+  // Slurm did not requeue it: one record, no restart.
+  std::vector<SacctRecord> a1 = SettledSacctByName(env_.JobName(*resumed, 1), env_.started(), 1);
+  ASSERT_EQ(a1.size(), 1u);
+  EXPECT_EQ(a1[0].job_id, first_job);
+  EXPECT_EQ(a1[0].state, "PREEMPTED");
+  EXPECT_EQ(a1[0].partition, "low");
+
+  Release(high);
+  auto finished = env_.WaitFinished(submitted->id(), absl::Minutes(2));
+  E2E_ASSERT_OK(finished);
+  const v1::Task& t = finished->tasks(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_SUCCEEDED) << t.reason();
+  ASSERT_EQ(t.attempts_size(), 2) << t.DebugString();
+  EXPECT_EQ(t.attempts(0).slurm_restarts(), 0);
+  EXPECT_EQ(t.attempts(1).slurm_state(), "COMPLETED");
+  EXPECT_EQ(t.attempts(1).node_list(), "node3");
+  EXPECT_GE(ToTime(t.attempts(1).start_time()), ToTime(t.attempts(0).end_time()));
+  std::vector<SacctRecord> a2 = SettledSacctByName(env_.JobName(t, 2), env_.started(), 1);
+  ASSERT_EQ(a2.size(), 1u);
+  EXPECT_EQ(a2[0].job_id, t.attempts(1).slurm_job_id());
+  EXPECT_EQ(a2[0].state, "COMPLETED");
   EXPECT_THAT(SacctByName(env_.JobName(t, 3), env_.started()), IsEmpty());
 }
 
@@ -139,7 +175,8 @@ TEST_F(E2ePreemptionTest, PreemptionWithNoAttemptLeftIsBudgetExhausted) {
 // runs afterwards, even once node4 is free again.
 TEST_F(E2ePreemptionTest, CancelInTheMiddleOfAResumeChainStopsIt) {
   RunConfig config = LowCancelConfig();
-  config.tasks.push_back({.name = "chain", .command = SecondAttemptFinishes("chain")});
+  config.tasks.push_back(
+      {.name = "chain", .command = SecondAttemptFinishes("chain", kWaitsForPreemption)});
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string task_id = submitted->tasks(0).id();
@@ -147,12 +184,7 @@ TEST_F(E2ePreemptionTest, CancelInTheMiddleOfAResumeChainStopsIt) {
 
   const std::string high = Preempt();
   ASSERT_FALSE(high.empty());
-  auto resumed = env_.WaitTask(
-      task_id,
-      [](const v1::Task& t) {
-        return t.attempts_size() >= 2 && !t.attempts(1).slurm_job_id().empty();
-      },
-      absl::Seconds(60));
+  auto resumed = env_.WaitAttemptSubmitted(task_id, 2, absl::Seconds(60));
   E2E_ASSERT_OK(resumed);
   const std::string second_job = resumed->attempts(1).slurm_job_id();
   // Attempt 2 is queued behind the high-priority job.
