@@ -10,21 +10,29 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <yaml-cpp/yaml.h>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/run_layout.h"
+#include "common/status_macros.h"
+#include "common/utf8.h"
 
 namespace evalctl::agent {
 namespace {
 
 constexpr size_t kMaxResultsBytes = 4 << 20;
 constexpr int kMaxScores = 10000;
+// Entries of the maps walked (tasks, metrics, scores, stats), an alias counting each time it is
+// used: a few KB of anchors and aliases would otherwise stand for billions of entries.
+constexpr int kMaxEntries = 200000;
 
 bool SafeRelative(const std::string& relative) {
   if (relative.empty() || relative[0] == '/') return false;
@@ -39,48 +47,39 @@ bool SafeRelative(const std::string& relative) {
   return true;
 }
 
-// Protobuf string fields must hold valid UTF-8: a controller cannot parse a message with anything
-// else, and the agent would send that event again and again. yaml-cpp passes some invalid bytes
-// through, so each one (or overlong form, surrogate, code point past U+10FFFF) becomes U+FFFD.
-std::string ValidUtf8(const std::string& text) {
-  static constexpr uint32_t kMinForLength[] = {0, 0, 0x80, 0x800, 0x10000};
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    size_t len = 0;
-    uint32_t code = 0;
-    if (c < 0x80) {
-      out.push_back(text[i++]);
-      continue;
-    } else if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      code = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      code = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      code = c & 0x07;
+// Opens `relative` (checked by SafeRelative) below `dir` without following a symbolic link on any
+// of its components: a job that replaces a file, or a directory on the way to it, with a symlink
+// cannot make the agent read (and report) a file outside its run directory. `dir` itself may be
+// reached through symlinks (output_dir on a shared filesystem often is). -1 with errno on failure.
+int OpenBelow(const std::string& dir, absl::string_view relative) {
+  int dirfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return -1;
+  std::vector<std::string> parts = absl::StrSplit(relative, '/');
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    int next = ::openat(dirfd, parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const int saved = errno;
+    ::close(dirfd);
+    if (next < 0) {
+      errno = saved;
+      return -1;
     }
-    bool valid = len > 0 && i + len <= text.size();
-    for (size_t k = 1; valid && k < len; ++k) {
-      const auto next = static_cast<unsigned char>(text[i + k]);
-      valid = (next & 0xC0) == 0x80;
-      code = (code << 6) | (next & 0x3F);
-    }
-    valid =
-        valid && code >= kMinForLength[len] && code <= 0x10FFFF && (code < 0xD800 || code > 0xDFFF);
-    if (valid) {
-      out.append(text, i, len);
-      i += len;
-    } else {
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    }
+    dirfd = next;
   }
-  return out;
+  int fd = ::openat(dirfd, parts.back().c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  const int saved = errno;
+  ::close(dirfd);
+  errno = saved;
+  return fd;
+}
+
+// The error of a failed OpenBelow of `path`, from errno.
+absl::Status OpenError(const std::string& path) {
+  if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
+  if (errno == ELOOP || errno == ENOTDIR) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(path, " or a directory on its way is a symbolic link; not read"));
+  }
+  return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
 }
 
 }  // namespace
@@ -91,23 +90,14 @@ absl::StatusOr<std::string> ReadRunFile(const std::string& run_dir, const std::s
     return absl::InvalidArgumentError(absl::StrCat("unsafe path ", relative));
   }
   const std::string path = absl::StrCat(run_dir, "/", relative);
-  // O_NOFOLLOW: a job that replaces the file with a symlink cannot make the agent read (and
-  // report) a file outside its run directory.
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, " does not exist"));
-    if (errno == ELOOP) {
-      return absl::PermissionDeniedError(absl::StrCat(path, " is a symbolic link; not read"));
-    }
-    return absl::UnavailableError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
+  int fd = OpenBelow(run_dir, relative);
+  if (fd < 0) return OpenError(path);
+  absl::Cleanup close_fd = [fd] { ::close(fd); };
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
     return absl::PermissionDeniedError(absl::StrCat(path, " is not a regular file; not read"));
   }
   if (static_cast<size_t>(st.st_size) > max_bytes) {
-    ::close(fd);
     return absl::ResourceExhaustedError(
         absl::StrCat(path, " is ", st.st_size, " bytes, more than the ", max_bytes, " allowed"));
   }
@@ -118,7 +108,6 @@ absl::StatusOr<std::string> ReadRunFile(const std::string& run_dir, const std::s
     if (n <= 0) break;
     got += static_cast<size_t>(n);
   }
-  ::close(fd);
   out.resize(got);
   return out;
 }
@@ -159,16 +148,28 @@ absl::StatusOr<v1::TaskResults> ParseResults(const std::string& yaml) {
       return absl::InvalidArgumentError("results.yml has no `results:` map");
     }
     int count = 0;
+    int entries = 0;
+    const auto too_many_entries = [&entries] {
+      return ++entries > kMaxEntries
+                 ? absl::ResourceExhaustedError(absl::StrCat(
+                       "results.yml has more than ", kMaxEntries,
+                       " entries in its maps of tasks, metrics, scores and stats (an alias counts "
+                       "each time it is used)"))
+                 : absl::OkStatus();
+    };
     for (const char* section : {"tasks", "groups"}) {
       YAML::Node tasks = results[section];
       if (!tasks || !tasks.IsMap()) continue;
       for (const auto& task : tasks) {
+        RETURN_IF_ERROR(too_many_entries());
         YAML::Node metrics = task.second.IsMap() ? task.second["metrics"] : YAML::Node();
         if (!metrics || !metrics.IsMap()) continue;
         for (const auto& metric : metrics) {
+          RETURN_IF_ERROR(too_many_entries());
           YAML::Node scores = metric.second.IsMap() ? metric.second["scores"] : YAML::Node();
           if (!scores || !scores.IsMap()) continue;
           for (const auto& score : scores) {
+            RETURN_IF_ERROR(too_many_entries());
             if (++count > kMaxScores) {
               return absl::ResourceExhaustedError(
                   absl::StrCat("results.yml has more than ", kMaxScores, " scores"));
@@ -179,6 +180,8 @@ absl::StatusOr<v1::TaskResults> ParseResults(const std::string& yaml) {
                 !std::isfinite(v)) {
               continue;
             }
+            // yaml-cpp passes invalid UTF-8 through; a string field holding it would make the
+            // event that carries the results unreadable for the controller.
             v1::Score* s = out.add_scores();
             s->set_task(ValidUtf8(task.first.as<std::string>()));
             s->set_metric(ValidUtf8(metric.first.as<std::string>()));
@@ -187,6 +190,7 @@ absl::StatusOr<v1::TaskResults> ParseResults(const std::string& yaml) {
             YAML::Node stats = score.second["stats"];
             if (stats && stats.IsMap()) {
               for (const auto& stat : stats) {
+                RETURN_IF_ERROR(too_many_entries());
                 double sv = 0;
                 if (stat.second.IsScalar() && absl::SimpleAtod(stat.second.Scalar(), &sv) &&
                     std::isfinite(sv)) {
@@ -244,7 +248,22 @@ absl::StatusOr<v1::LogChunk> ReadLogChunk(const std::string& path, int64_t offse
                                           int32_t max_bytes) {
   v1::LogChunk chunk;
   chunk.set_path(path);
-  int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  // The file and its directory (the run directory's logs/) are opened without following a
+  // symlink; the directories above are the run directory's own path.
+  int fd = -1;
+  const size_t file_at = path.rfind('/');
+  const size_t dir_at = file_at == std::string::npos || file_at == 0
+                            ? std::string::npos
+                            : path.rfind('/', file_at - 1);
+  if (dir_at == std::string::npos) {
+    fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+  } else {
+    const std::string relative = path.substr(dir_at + 1);
+    if (!SafeRelative(relative)) {
+      return absl::InvalidArgumentError(absl::StrCat("unsafe path ", path));
+    }
+    fd = OpenBelow(dir_at == 0 ? "/" : path.substr(0, dir_at), relative);
+  }
   if (fd < 0) {
     if (errno == ENOENT) {
       chunk.set_offset(std::max<int64_t>(offset, 0));

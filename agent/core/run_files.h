@@ -13,8 +13,9 @@
 
 namespace evalctl::agent {
 
-// Reads a small regular file inside `run_dir` (relative path, no symlink on the last component,
-// at most `max_bytes`). NOT_FOUND when it does not exist.
+// Reads a small regular file inside `run_dir` (relative path without `..`, no symlink on any of
+// its components, at most `max_bytes`). NOT_FOUND when it does not exist, PERMISSION_DENIED for a
+// symlink or a file that is not regular, RESOURCE_EXHAUSTED when it is larger.
 absl::StatusOr<std::string> ReadRunFile(const std::string& run_dir, const std::string& relative,
                                         size_t max_bytes);
 
@@ -26,6 +27,7 @@ std::optional<int64_t> ReadProgress(const std::string& run_dir);
 
 // Parses results.yml in the nemo-evaluator layout:
 // results.{tasks|groups}.<task>.metrics.<metric>.scores.<score>.{value, stats}.
+// RESOURCE_EXHAUSTED past 10,000 scores or 200,000 map entries walked (aliases included).
 absl::StatusOr<v1::TaskResults> ParseResults(const std::string& yaml);
 // Reads and parses `artifacts/results.yml`.
 absl::StatusOr<v1::TaskResults> ReadResults(const std::string& run_dir);
@@ -35,6 +37,8 @@ absl::StatusOr<v1::TaskResults> ReadResults(const std::string& run_dir);
 std::string LogPath(const std::string& run_dir, v1::LogKind kind, const std::string& job_id);
 
 // Reads up to `max_bytes` from `offset` (negative: from the end). Missing file → empty chunk.
+// `path` is one LogPath returns: neither the file nor its directory (the run directory's logs/)
+// may be a symlink (PERMISSION_DENIED).
 absl::StatusOr<v1::LogChunk> ReadLogChunk(const std::string& path, int64_t offset,
                                           int32_t max_bytes);
 

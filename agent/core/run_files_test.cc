@@ -1,5 +1,6 @@
 #include "agent/core/run_files.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -103,6 +104,98 @@ TEST_F(RunFilesTest, HostileResultsAreRefused) {
   std::filesystem::remove(dir_ + "/.evalctl/phase");
   std::filesystem::create_symlink("/etc/hostname", dir_ + "/.evalctl/phase");
   EXPECT_EQ(ReadPhase(dir_), v1::PHASE_UNSPECIFIED);
+}
+
+// A job may replace a directory on the way (artifacts/, .evalctl/, logs/) with a symlink to
+// somewhere else; nothing is read through it.
+TEST_F(RunFilesTest, SymlinkedDirectoriesAreNotFollowed) {
+  const std::string outside = dir_ + "_outside";
+  std::filesystem::remove_all(outside);
+  std::filesystem::create_directories(outside);
+  std::ofstream(outside + "/results.yml") << "results: {tasks: {t: {metrics: {m: {scores: "
+                                             "{s: {value: 1}}}}}}}\n";
+  std::ofstream(outside + "/progress") << "5\n";
+  std::ofstream(outside + "/phase") << "finished\n";
+  std::ofstream(outside + "/slurm-7.log") << "private\n";
+  for (const char* sub : {"artifacts", ".evalctl", "logs"}) {
+    std::filesystem::remove_all(dir_ + "/" + sub);
+    std::filesystem::create_directory_symlink(outside, dir_ + "/" + sub);
+  }
+  EXPECT_EQ(ReadResults(dir_).status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(ReadResults(dir_).status().message(), HasSubstr("symbolic link"));
+  EXPECT_FALSE(ReadProgress(dir_).has_value());
+  EXPECT_EQ(ReadPhase(dir_), v1::PHASE_UNSPECIFIED);
+  auto log = ReadLogChunk(LogPath(dir_, v1::LOG_KIND_SLURM, "7"), 0, 100);
+  EXPECT_EQ(log.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(ReadRunFile(dir_, "artifacts/../../etc/passwd", 100).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadLogChunk(dir_ + "/logs/../../passwd", 0, 100).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  // The run directory itself may be reached through a symlink (a shared filesystem's path).
+  const std::string link = dir_ + "_link";
+  std::filesystem::remove(link);
+  std::filesystem::create_directory_symlink(dir_, link);
+  for (const char* sub : {"artifacts", ".evalctl", "logs"}) {
+    std::filesystem::remove(dir_ + "/" + sub);
+    std::filesystem::create_directories(dir_ + "/" + sub);
+  }
+  Write("artifacts/progress", "3\n");
+  Write("logs/slurm-7.log", "mine\n");
+  EXPECT_EQ(ReadProgress(link), 3);
+  auto mine = ReadLogChunk(LogPath(link, v1::LOG_KIND_SLURM, "7"), 0, 100);
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  EXPECT_EQ(mine->data(), "mine\n");
+  std::filesystem::remove(link);
+  std::filesystem::remove_all(outside);
+}
+
+TEST_F(RunFilesTest, HostilePhaseAndProgressFiles) {
+  Write(".evalctl/phase", std::string(1 << 20, 'x'));
+  EXPECT_EQ(ReadPhase(dir_), v1::PHASE_UNSPECIFIED);
+  Write(".evalctl/phase", std::string("evaluating\n\0\xff", 13));
+  EXPECT_EQ(ReadPhase(dir_), v1::PHASE_UNSPECIFIED);
+  for (const char* bad : {"99999999999999999999999", "1e309", "0x10", "12abc", "\xff\xfe", "",
+                          "-9223372036854775808"}) {
+    Write("artifacts/progress", bad);
+    EXPECT_FALSE(ReadProgress(dir_).has_value()) << bad;
+  }
+  Write("artifacts/progress", std::string(1 << 20, '9'));
+  EXPECT_FALSE(ReadProgress(dir_).has_value());
+  // A FIFO would block a reader that opened it without O_NONBLOCK.
+  std::filesystem::remove(dir_ + "/artifacts/progress");
+  ASSERT_EQ(::mkfifo((dir_ + "/artifacts/progress").c_str(), 0600), 0);
+  EXPECT_FALSE(ReadProgress(dir_).has_value());
+  std::filesystem::remove(dir_ + "/artifacts/results.yml");
+  ASSERT_EQ(::mkfifo((dir_ + "/artifacts/results.yml").c_str(), 0600), 0);
+  EXPECT_EQ(ReadResults(dir_).status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+// Anchors and aliases make a few KB stand for billions of entries; the walk stops early.
+TEST(ParseResultsTest, AliasAmplificationIsRefused) {
+  std::string stats = "&s {";
+  for (int i = 0; i < 2000; ++i) stats += "k" + std::to_string(i) + ": 1, ";
+  stats += "last: 1}";
+  std::string yaml = "results:\n  tasks:\n    t:\n      metrics:\n        m:\n          scores:\n";
+  yaml += "            s0: {value: 1, stats: " + stats + "}\n";
+  for (int i = 1; i < 5000; ++i) {
+    yaml += "            s" + std::to_string(i) + ": {value: 1, stats: *s}\n";
+  }
+  ASSERT_LT(yaml.size(), 4u << 20);
+  auto r = ParseResults(yaml);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(r.status().message(), HasSubstr("alias"));
+
+  std::string metrics = "&m {";
+  for (int i = 0; i < 3000; ++i) metrics += "m" + std::to_string(i) + ": {}, ";
+  metrics += "last: {}}";
+  yaml = "results:\n  tasks:\n    t0: {metrics: " + metrics + "}\n";
+  for (int i = 1; i < 3000; ++i) yaml += "    t" + std::to_string(i) + ": {metrics: *m}\n";
+  r = ParseResults(yaml);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+
+  std::string deep = "results: ";
+  for (int i = 0; i < 100000; ++i) deep += "[";
+  EXPECT_FALSE(ParseResults(deep).ok());
 }
 
 TEST_F(RunFilesTest, LogChunksByOffset) {

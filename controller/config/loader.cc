@@ -307,6 +307,15 @@ void ReadExecution(Reader& r, Execution& e) {
       p.Add(n, path, std::string(seconds.status().message()));
       return std::nullopt;
     }
+    // Slurm keeps a time limit in minutes in 32 bits, the top two values meaning "unset" and "no
+    // limit"; a longer one would reach sbatch wrapped around or be refused there.
+    constexpr int64_t kMaxSlurmSeconds = (int64_t{0xFFFFFFFD}) * 60;
+    if (*seconds > kMaxSlurmSeconds) {
+      p.Add(n, path,
+            absl::StrCat("(", FormatSlurmDuration(*seconds), ") is longer than Slurm's largest "
+                         "time limit (", FormatSlurmDuration(kMaxSlurmSeconds), ")"));
+      return std::nullopt;
+    }
     return *seconds;
   };
   if (auto w = duration("execution.walltime")) {

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -9,10 +10,12 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "common/status_macros.h"
+#include "common/utf8.h"
 
 namespace evalctl::config {
 namespace {
@@ -138,6 +141,13 @@ struct Converter {
   }
 };
 
+// yaml-cpp may write text with a control character (NUL, ESC, ...) as a plain scalar, where a
+// reader does not accept it; in double quotes it is escaped.
+bool NeedsEscapes(absl::string_view text) {
+  return std::any_of(text.begin(), text.end(),
+                     [](char c) { return static_cast<unsigned char>(c) < 0x20 && c != '\n'; });
+}
+
 void Emit(YAML::Emitter& out, const Node& node, absl::string_view redaction) {
   switch (node.kind()) {
     case Node::Kind::kNull:
@@ -148,8 +158,9 @@ void Emit(YAML::Emitter& out, const Node& node, absl::string_view redaction) {
         out << (node.env_sources().empty()
                     ? std::string(redaction)
                     : absl::StrCat(redaction, " from $", absl::StrJoin(node.env_sources(), ", $")));
-      } else if (node.quoted() && (node.LooksNonString() || node.IsMissing() ||
-                                   node.text().empty())) {
+      } else if ((node.quoted() &&
+                  (node.LooksNonString() || node.IsMissing() || node.text().empty())) ||
+                 NeedsEscapes(node.text())) {
         out << YAML::DoubleQuoted << node.text();
       } else {
         out << node.text();
@@ -175,7 +186,9 @@ void Emit(YAML::Emitter& out, const Node& node, absl::string_view redaction) {
         // explicit key (`? key`) above 1024 bytes only, but escapes (up to 4 characters a byte)
         // can make a shorter key too long to read back.
         if (key.size() > 250) out << YAML::LongKey;
-        out << YAML::Key << key << YAML::Value;
+        out << YAML::Key;
+        if (NeedsEscapes(key)) out << YAML::DoubleQuoted;
+        out << key << YAML::Value;
         Emit(out, value, redaction);
       }
       out << YAML::EndMap;
@@ -309,6 +322,27 @@ absl::StatusOr<Node> LoadYaml(absl::string_view text, absl::string_view file,
     return absl::InvalidArgumentError(absl::StrCat(file, ": ", text.size(),
                                                    " bytes is larger than the limit of ",
                                                    limits.max_bytes, " bytes for a YAML file"));
+  }
+  // Every string of a configuration ends up in protobuf string fields (the resolved config, the
+  // job script), which must be valid UTF-8. YAML allows no control characters other than tab
+  // and line breaks (escapes in double quotes write them), and yaml-cpp mangles a NUL.
+  size_t bad = FirstInvalidUtf8(text);
+  const auto control = std::find_if(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 && c != '\t' && c != '\n' && c != '\r';
+  });
+  const bool is_control = control != text.end() && static_cast<size_t>(control - text.begin()) < bad;
+  if (is_control) bad = static_cast<size_t>(control - text.begin());
+  if (bad != std::string::npos) {
+    const absl::string_view before = text.substr(0, bad);
+    const size_t line_start = before.rfind('\n');
+    const size_t column = line_start == absl::string_view::npos ? bad + 1 : bad - line_start;
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s:%d:%d: %s (byte 0x%02X)", file, std::count(before.begin(), before.end(), '\n') + 1,
+        column,
+        is_control ? "control character; write it as an escape in double quotes"
+                   : "invalid UTF-8; a YAML file must be UTF-8",
+        static_cast<unsigned char>(text[bad])));
   }
   YAML::Node root;
   try {

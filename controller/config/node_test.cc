@@ -1,5 +1,6 @@
 #include "controller/config/node.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,59 @@ TEST(LoadYamlTest, OversizedInputIsRefused) {
   auto n = LoadYaml(big, "big.yaml");
   ASSERT_FALSE(n.ok());
   EXPECT_THAT(n.status().message(), HasSubstr("larger than the limit"));
+}
+
+// Strings of a config end up in protobuf string fields (the job script, the resolved config),
+// which must be valid UTF-8.
+TEST(LoadYamlTest, InvalidUtf8IsRefusedWithItsPlace) {
+  auto n = LoadYaml("a: 1\nb: caf\xC3\xA9\ncmd: echo h\xFFi\n", "bad.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_EQ(n.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(n.status().message(),
+              HasSubstr("bad.yaml:3:12: invalid UTF-8; a YAML file must be UTF-8 (byte 0xFF)"));
+  // In a key, a truncated sequence, a surrogate, an overlong form.
+  for (const char* bad : {"\xFF: 1\n", "k: \"\xE2\x82\"\n", "k: m\xED\xA0\x80\n", "k: \xC0\xAF\n"}) {
+    n = LoadYaml(bad, "bad.yaml");
+    ASSERT_FALSE(n.ok()) << bad;
+    EXPECT_THAT(n.status().message(), HasSubstr("bad.yaml:1:")) << bad;
+    EXPECT_THAT(n.status().message(), HasSubstr("invalid UTF-8")) << bad;
+  }
+  // A surrogate written as an escape is refused by the parser.
+  n = LoadYaml("k: \"\\uD800\"\n", "esc.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_THAT(n.status().message(), HasSubstr("esc.yaml:1:"));
+  // Raw control characters are not YAML (yaml-cpp turned a NUL and the byte after it into
+  // invalid UTF-8); as escapes they load, and ToYaml writes them so that they read back.
+  n = LoadYaml(std::string("k: NGC\0_API_KEY\n", 16), "nul.yaml");
+  ASSERT_FALSE(n.ok());
+  EXPECT_THAT(n.status().message(), HasSubstr("nul.yaml:1:7: control character"));
+  EXPECT_THAT(n.status().message(), HasSubstr("(byte 0x00)"));
+  EXPECT_FALSE(LoadYaml("k: a\x1b[31m\n", "esc.yaml").ok());
+  EXPECT_TRUE(LoadYaml("k: a\x7f\n", "del.yaml").ok());
+  n = LoadYaml("\"k\\0\": \"a\\0_b\\x01\\x7F\\e\"\n", "escapes.yaml");
+  ASSERT_TRUE(n.ok()) << n.status();
+  const std::string value("a\0_b\x01\x7F\x1b", 7);
+  ASSERT_NE(n->Find(std::string("k\0", 2)), nullptr);
+  EXPECT_EQ(n->Find(std::string("k\0", 2))->text(), value);
+  auto again = LoadYaml(ToYaml(*n), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.status() << "\n" << ToYaml(*n);
+  ASSERT_NE(again->Find(std::string("k\0", 2)), nullptr);
+  EXPECT_EQ(again->Find(std::string("k\0", 2))->text(), value);
+  // Valid multi-byte text loads.
+  n = LoadYaml("k: \"caf\xC3\xA9 \xF0\x9F\x98\x80 \\x00 \\U0010FFFF\"\n", "ok.yaml");
+  ASSERT_TRUE(n.ok()) << n.status();
+}
+
+// Numbers past what int64 or double hold are errors, never wrapped or infinite.
+TEST(NodeTest, AbsurdNumbers) {
+  EXPECT_FALSE(Node::Scalar("99999999999999999999999").AsInt().ok());
+  EXPECT_FALSE(Node::Scalar("-9223372036854775809").AsInt().ok());
+  EXPECT_EQ(*Node::Scalar("9223372036854775807").AsInt(), INT64_MAX);
+  EXPECT_FALSE(Node::Scalar("1e309").AsInt().ok());
+  EXPECT_FALSE(Node::Scalar("1e309").AsDouble().ok());
+  EXPECT_FALSE(Node::Scalar("-1e309").AsDouble().ok());
+  EXPECT_FALSE(Node::Scalar("1e-400").AsDouble().ok());
+  EXPECT_DOUBLE_EQ(*Node::Scalar("1.7e308").AsDouble(), 1.7e308);
 }
 
 TEST(ToYamlTest, RoundTripsAndRedactsSecrets) {
