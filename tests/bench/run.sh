@@ -1,24 +1,29 @@
 #!/usr/bin/env bash
-# Runs every benchmark in tests/bench and prints one table (Markdown), after the machine it ran on.
+# Runs every benchmark in tests/bench and prints one table (Markdown), after the machine it ran on:
+# evalctl beside raw Slurm commands and beside a launcher that opens an SSH connection per command.
 #
-#   tests/bench/run.sh [--quick] [BUILD_DIR]
+#   tests/bench/run.sh [--quick] [--all] [BUILD_DIR]   (about 14 minutes; --quick about 6)
 #
 # BUILD_DIR defaults to $EVALCTL_BUILD_DIR, else build-bench, else build; the benchmarks must be
-# built there (ninja -C BUILD_DIR benchmarks). Benchmarks 2, 3 and 4's baseline need the local
+# built there (ninja -C BUILD_DIR benchmarks). Everything but controller_bench needs the local
 # Slurm cluster (deploy/dev/cluster.sh start); SLURM_CONF is taken from it when unset.
-# --quick: smaller sizes (1 controller invocation, 100 jobs to submit, 10 latency samples).
+# --quick: smaller sizes (1 controller invocation, 100 jobs to submit, fewer latency samples).
+# --all: also event_latency_bench (the agent alone against a stand-in controller, ~3 minutes;
+# launcher_bench measures the same path end to end, to `evalctl watch`).
 # EVALCTL_BENCH_BASELINE_CLI=PATH: an older `evalctl` whose `status` is timed beside this build's.
 # Each benchmark's full output is kept in $EVALCTL_BENCH_OUT (default /var/tmp/evalctl-bench-out).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 quick=0
+all=0
 build=""
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
+    --all) all=1 ;;
     -h | --help)
-      sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) build=$arg ;;
@@ -29,7 +34,7 @@ if [[ -z "$build" ]]; then
   [[ -n "$build" ]] || { [[ -d "$root/build-bench" ]] && build=$root/build-bench; } || build=$root/build
 fi
 bench=$build/tests/bench
-for b in tracking_cycle_bench submit_bench event_latency_bench controller_bench; do
+for b in tracking_cycle_bench submit_bench event_latency_bench controller_bench launcher_bench; do
   if [[ ! -x "$bench/$b" ]]; then
     echo "run.sh: $bench/$b is missing; build it: ninja -C $build benchmarks" >&2
     exit 2
@@ -44,16 +49,19 @@ mkdir -p "$out"
 rows=$out/rows.tsv
 : >"$rows"
 
+# shellcheck disable=SC2054  # the commas are inside the values (--sizes=10,100,1000)
 if ((quick)); then
   args_cycle=(--slurm --sizes=10,100,1000)
   args_submit=(--jobs=100 --rounds=1)
-  args_latency=(--jobs=10)
+  args_latency=(--jobs=6)
   args_controller=(--invocations=1)
+  args_launcher=(--sizes=1,10,100 --tracked=200 --quiet-seconds=40 --latency-jobs=4)
 else
   args_cycle=(--slurm)
-  args_submit=()
-  args_latency=()
+  args_submit=(--rounds=1)
+  args_latency=(--jobs=10)
   args_controller=()
+  args_launcher=()
 fi
 
 run() {
@@ -73,10 +81,19 @@ if [[ -n "${EVALCTL_BENCH_BASELINE_CLI:-}" ]]; then
   args_controller+=("--baseline-cli=$EVALCTL_BENCH_BASELINE_CLI")
 fi
 
+# controller_bench first: launcher_bench puts its `evalctl status` of 10,000 tasks (a simulated
+# agent: the local cluster cannot hold 10,000 jobs) beside the SSH baseline.
+run controller_bench "${args_controller[@]}"
+status_ms=$(awk -F'\t' '$1 == "ROW" && $3 ~ /^`evalctl status <id>`, 10000 tasks/ {print $4}' "$out/controller_bench.log" | head -1)
+if [[ -n "$status_ms" && "$status_ms" != "-" ]]; then
+  args_launcher+=("--evalctl-status-10000-ms=$status_ms")
+fi
+run launcher_bench "${args_launcher[@]}"
 run tracking_cycle_bench "${args_cycle[@]}"
 run submit_bench "${args_submit[@]}"
-run event_latency_bench "${args_latency[@]}"
-run controller_bench "${args_controller[@]}"
+if ((all)); then
+  run event_latency_bench "${args_latency[@]}"
+fi
 
 mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')

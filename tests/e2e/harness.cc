@@ -412,10 +412,11 @@ absl::Status E2eEnv::StartAgent(const std::vector<std::pair<std::string, std::st
   if (agent_running()) return absl::FailedPreconditionError("the agent runs already");
   if (port_ == 0) return absl::FailedPreconditionError("start the controller first");
   agent_env_ = env;
-  auto child = ChildProcess::Start(
-      {EVALCTL_AGENT_BIN, "--insecure", "--controller", controller_address(), "--state-dir",
-       agent_state_dir(), "--min-interval", "0.5", "--max-interval", "5", "--cluster", cluster_},
-      agent_log(), env);
+  std::vector<std::string> argv = {EVALCTL_AGENT_BIN,    "--insecure",  "--controller",
+                                   controller_address(), "--state-dir", agent_state_dir(),
+                                   "--cluster",          cluster_};
+  argv.insert(argv.end(), agent_flags_.begin(), agent_flags_.end());
+  auto child = ChildProcess::Start(argv, agent_log(), env);
   if (!child.ok()) return child.status();
   agent_ = *std::move(child);
   if (!controller_running()) return absl::OkStatus();  // it connects once the controller is back

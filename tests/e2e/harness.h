@@ -151,6 +151,11 @@ class E2eEnv {
   absl::Status StartAgent(const std::vector<std::pair<std::string, std::string>>& env = {});
   void KillAgent();  // SIGKILL
   absl::Status RestartAgent() { return StartAgent(agent_env_); }
+  // The agent's flags after its connection and state flags, from the next StartAgent on. The
+  // default tracks fast, for tests: {"--min-interval", "0.5", "--max-interval", "5"}.
+  void set_agent_flags(std::vector<std::string> flags) { agent_flags_ = std::move(flags); }
+  pid_t agent_pid() const { return agent_ != nullptr ? agent_->pid() : -1; }
+  pid_t controller_pid() const { return controller_ != nullptr ? controller_->pid() : -1; }
   // Waits until the controller lists the agent's cluster as connected.
   absl::Status WaitAgentConnected(absl::Duration timeout);
   bool controller_running();
@@ -221,6 +226,7 @@ class E2eEnv {
   std::unique_ptr<ChildProcess> agent_;
   std::vector<std::pair<std::string, std::string>> controller_env_;
   std::vector<std::pair<std::string, std::string>> agent_env_;
+  std::vector<std::string> agent_flags_ = {"--min-interval", "0.5", "--max-interval", "5"};
   std::unique_ptr<client::Client> client_;
   int config_count_ = 0;
 };
