@@ -53,7 +53,9 @@ absl::Status Journal::Init() {
       "  committed_unix_ms INTEGER NOT NULL);"));
   RETURN_IF_ERROR(secrets_->Exec(
       "CREATE TABLE IF NOT EXISTS secrets (task_id TEXT NOT NULL, name TEXT NOT NULL,"
-      "  value TEXT NOT NULL, PRIMARY KEY (task_id, name));"));
+      "  value TEXT NOT NULL, PRIMARY KEY (task_id, name));"
+      "CREATE TABLE IF NOT EXISTS credential (id INTEGER PRIMARY KEY CHECK (id = 1),"
+      "  value TEXT NOT NULL);"));
   std::map<std::string, std::string> meta;
   {
     ASSIGN_OR_RETURN(auto st, db_->Prepare("SELECT key, value FROM meta"));
@@ -181,6 +183,20 @@ absl::Status Journal::DeleteSecrets(const std::string& task_id) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto st, secrets_->Prepare("DELETE FROM secrets WHERE task_id = ?"));
   return st.Bind(1, task_id).Run();
+}
+
+absl::Status Journal::PutCredential(const std::string& credential) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, secrets_->Prepare(
+      "INSERT OR REPLACE INTO credential (id, value) VALUES (1, ?)"));
+  return st.Bind(1, credential).Run();
+}
+
+absl::StatusOr<std::string> Journal::GetCredential() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto st, secrets_->Prepare("SELECT value FROM credential WHERE id = 1"));
+  ASSIGN_OR_RETURN(bool row, st.Step());
+  return row ? st.Text(0) : std::string();
 }
 
 absl::StatusOr<std::vector<v1::AgentEvent>> Journal::Pending(uint64_t after, int limit) {

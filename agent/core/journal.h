@@ -2,8 +2,9 @@
 //   journal.db  (0600): tasks as the controller sent them (secret values removed), their status
 //               with every attempt and Slurm job id, and the outbox of events not yet
 //               acknowledged by the controller, with per-agent sequence numbers;
-//   secrets.db  (0600): the secret environment values of the journal's tasks, and nothing else
-//               (kept after a task ends, so that a manual resume can submit it again).
+//   secrets.db  (0600): the secret environment values of the journal's tasks (kept after a task
+//               ends, so that a manual resume can submit it again) and the agent's credential
+//               for the controller, and nothing else.
 //
 // Every state change and the events it produces are committed in one SQLite transaction, so a
 // crash never loses an event or reports one that did not happen.
@@ -55,6 +56,10 @@ class Journal {
                           const std::map<std::string, std::string>& secrets);
   absl::StatusOr<std::map<std::string, std::string>> GetSecrets(const std::string& task_id);
   absl::Status DeleteSecrets(const std::string& task_id);
+
+  // The credential the controller issued at enrollment; "" when there is none.
+  absl::Status PutCredential(const std::string& credential);
+  absl::StatusOr<std::string> GetCredential();
 
   // Outbox: events with sequence > after, oldest first.
   absl::StatusOr<std::vector<v1::AgentEvent>> Pending(uint64_t after, int limit);

@@ -1,5 +1,10 @@
 #include "agent/runtime/agent_runtime.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "absl/random/random.h"
@@ -219,6 +224,41 @@ void AgentRuntime::WakeSender() {
   wake_ = true;
 }
 
+std::string AgentRuntime::BearerToken() {
+  presented_token_file_ = false;
+  if (!options_.token_file.empty() && !skip_token_file_) {
+    std::ifstream in(options_.token_file);
+    std::string token;
+    if (in && std::getline(in, token)) {
+      token = std::string(absl::StripAsciiWhitespace(token));
+      if (!token.empty()) {
+        presented_token_file_ = true;
+        return token;
+      }
+    }
+  }
+  absl::StatusOr<std::string> credential = journal_->GetCredential();
+  if (!credential.ok()) {
+    LOG(ERROR) << "cannot read the credential from the secret store: " << credential.status();
+    return "";
+  }
+  return *credential;
+}
+
+void AgentRuntime::StoreCredential(const std::string& credential) {
+  if (absl::Status s = journal_->PutCredential(credential); !s.ok()) {
+    // The enrollment token is spent: without the credential the agent cannot reconnect.
+    LOG(ERROR) << "cannot store the credential issued at enrollment: " << s;
+    return;
+  }
+  if (!options_.token_file.empty() && ::unlink(options_.token_file.c_str()) != 0 &&
+      errno != ENOENT) {
+    LOG(WARNING) << "enrolled, but cannot delete the spent token file " << options_.token_file
+                 << ": " << std::strerror(errno);
+  }
+  LOG(INFO) << "enrolled with the controller; the agent's credential is in its secret store";
+}
+
 void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 20000);
@@ -238,6 +278,9 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
       absl::MutexLock lock(&stream_mu_);
       context_ = std::make_unique<grpc::ClientContext>();
       context_->set_wait_for_ready(false);
+      if (std::string token = BearerToken(); !token.empty()) {
+        context_->AddMetadata("authorization", absl::StrCat("Bearer ", token));
+      }
       stream_ = stub->Connect(context_.get());
       stream = stream_.get();
     }
@@ -255,6 +298,7 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
     ok = ok && stream->Read(&msg) && msg.has_registered();
     if (ok) {
       const v1::Registered& reply = msg.registered();
+      if (!reply.credential().empty()) StoreCredential(reply.credential());
       uint64_t applied = std::min(reply.last_applied_sequence(), journal_->last_sequence());
       (void)journal_->Ack(applied);
       LOG(INFO) << "connected to " << options_.controller << " as agent " << journal_->agent_id()
@@ -294,6 +338,10 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
       stream_.reset();
     }
     if (stop->load()) break;
+    if (status.error_code() == grpc::StatusCode::UNAUTHENTICATED && presented_token_file_) {
+      // A spent or expired enrollment token: fall back to the stored credential, if any.
+      skip_token_file_ = true;
+    }
     if (metrics_ != nullptr) metrics_->StreamReconnect();
     // Jittered exponential backoff: [backoff/2, backoff].
     absl::Duration wait = backoff * absl::Uniform(gen, 0.5, 1.0);

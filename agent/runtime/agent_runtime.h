@@ -35,6 +35,10 @@ namespace evalctl::agent {
 struct AgentOptions {
   std::string controller = "127.0.0.1:50051";
   std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // A file with a one-time enrollment token. While it exists the agent presents it; once the
+  // controller has issued the agent's own credential (kept in the journal's secret store), the
+  // file is deleted and the credential is presented from then on.
+  std::string token_file;
   std::string cluster;
   std::vector<std::string> aliases;
   std::string unix_user;
@@ -78,6 +82,10 @@ class AgentRuntime {
   bool Write(const v1::AgentMessage& message);
   void Reply(uint64_t command_id, const absl::Status& status, v1::CommandResult result = {});
   void WakeSender();
+  // The token to present on the next stream: the enrollment token file's, else the stored
+  // credential, else none (the insecure mode). Stream thread only.
+  std::string BearerToken();
+  void StoreCredential(const std::string& credential);
 
   AgentOptions options_;
   SlurmClient* slurm_;
@@ -97,6 +105,10 @@ class AgentRuntime {
   std::unique_ptr<grpc::ClientContext> context_ ABSL_GUARDED_BY(stream_mu_);
   std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>> stream_
       ABSL_GUARDED_BY(write_mu_);
+  // Stream thread only: whether the last stream presented the token file, and whether to stop
+  // doing so (the controller refused it).
+  bool presented_token_file_ = false;
+  bool skip_token_file_ = false;
 
   // Sender state.
   absl::Mutex sender_mu_;

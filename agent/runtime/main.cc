@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <iostream>
+#include <tuple>
 
 #include "CLI/CLI.hpp"
 #include "agent/core/journal.h"
@@ -16,6 +18,7 @@
 #include "common/logging.h"
 #include "common/metrics_http_server.h"
 #include "common/subprocess.h"
+#include "grpcpp/grpcpp.h"
 #include "prometheus/registry.h"
 
 namespace {
@@ -69,6 +72,14 @@ int main(int argc, char** argv) {
   app.add_option("--alias", options.aliases,
                  "A host name configs may use as execution.hostname for this cluster (repeatable)");
   app.add_flag("--insecure", insecure, "Connect without TLS (a controller on loopback)");
+  std::string tls_ca, tls_cert, tls_key;
+  app.add_option("--tls-ca", tls_ca,
+                 "PEM CA bundle that signs the controller's certificate (default: the system's)");
+  app.add_option("--tls-cert", tls_cert, "PEM client certificate, for mutual TLS");
+  app.add_option("--tls-key", tls_key, "PEM key of --tls-cert");
+  app.add_option("--token-file", options.token_file,
+                 "File with a one-time enrollment token (`evalctl cluster enroll`); deleted once "
+                 "the agent has its own credential");
   app.add_option("--slurm-timeout", slurm_timeout_s, "Seconds before a Slurm command is killed")
       ->capture_default_str();
   app.add_option("--min-interval", min_interval_s, "Seconds between tracking cycles after a change")
@@ -80,9 +91,30 @@ int main(int argc, char** argv) {
                  "to 127.0.0.1; off when empty)");
   CLI11_PARSE(app, argc, argv);
 
-  if (!insecure) {
-    std::cerr << "evalctl-agent: TLS is not configured; pass --insecure to connect without TLS\n";
-    return 2;
+  if (insecure) {
+    if (!tls_ca.empty() || !tls_cert.empty() || !tls_key.empty()) {
+      std::cerr << "evalctl-agent: --insecure and the --tls-* flags exclude each other\n";
+      return 2;
+    }
+    options.credentials = grpc::InsecureChannelCredentials();
+  } else {
+    if (tls_cert.empty() != tls_key.empty()) {
+      std::cerr << "evalctl-agent: --tls-cert and --tls-key go together\n";
+      return 2;
+    }
+    grpc::SslCredentialsOptions ssl;
+    for (auto [path, what, out] : {std::tuple{&tls_ca, "CA bundle", &ssl.pem_root_certs},
+                                   std::tuple{&tls_cert, "client certificate", &ssl.pem_cert_chain},
+                                   std::tuple{&tls_key, "client key", &ssl.pem_private_key}}) {
+      if (path->empty()) continue;
+      std::ifstream in(*path, std::ios::binary);
+      *out = std::string((std::istreambuf_iterator<char>(in)), {});
+      if (!in || out->empty()) {
+        std::cerr << "evalctl-agent: cannot read the " << what << " " << *path << "\n";
+        return 2;
+      }
+    }
+    options.credentials = grpc::SslCredentials(ssl);
   }
   options.unix_user = CurrentUser();
   if (options.cluster.empty()) options.cluster = SlurmClusterName();

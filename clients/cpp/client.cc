@@ -190,7 +190,8 @@ absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& opt
 Client::Client(ClientOptions options, std::shared_ptr<grpc::Channel> channel)
     : options_(std::move(options)),
       channel_(std::move(channel)),
-      stub_(v1::EvalService::NewStub(channel_)) {}
+      stub_(v1::EvalService::NewStub(channel_)),
+      admin_stub_(v1::AdminService::NewStub(channel_)) {}
 
 std::unique_ptr<grpc::ClientContext> Client::NewContext(absl::Duration timeout) const {
   auto context = std::make_unique<grpc::ClientContext>();
@@ -238,13 +239,15 @@ absl::Status Client::WaitForConnection() const {
   return absl::OkStatus();
 }
 
-template <typename Request, typename Response, typename Method>
-absl::StatusOr<Response> Client::Unary(Method method, const Request& request,
-                                       const CallOptions& call) {
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> Client::Unary(Stub& stub,
+                                       grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                                    const Request&, Response*),
+                                       const Request& request, const CallOptions& call) {
   const absl::Duration timeout = UnaryTimeout(call);
   std::unique_ptr<grpc::ClientContext> context = NewContext(timeout);
   Response response;
-  grpc::Status status = (stub_.get()->*method)(context.get(), request, &response);
+  grpc::Status status = (stub.*method)(context.get(), request, &response);
   if (!status.ok()) return Failed(status, timeout);
   return response;
 }
@@ -265,56 +268,50 @@ absl::StatusOr<std::unique_ptr<StreamReader<Response>>> Client::ServerStream(
 
 absl::StatusOr<v1::PlanInvocationResponse> Client::PlanInvocation(
     const v1::PlanInvocationRequest& request, const CallOptions& call) {
-  return Unary<v1::PlanInvocationRequest, v1::PlanInvocationResponse>(
-      &v1::EvalService::Stub::PlanInvocation, request, call);
+  return Unary(*stub_, &v1::EvalService::Stub::PlanInvocation, request, call);
 }
 
 absl::StatusOr<v1::SubmitInvocationResponse> Client::SubmitInvocation(
     v1::SubmitInvocationRequest request, const CallOptions& call) {
   if (request.request_id().empty()) request.set_request_id(NewRequestId());
-  return Unary<v1::SubmitInvocationRequest, v1::SubmitInvocationResponse>(
-      &v1::EvalService::Stub::SubmitInvocation, request, call);
+  return Unary(*stub_, &v1::EvalService::Stub::SubmitInvocation, request, call);
 }
 
 absl::StatusOr<v1::Invocation> Client::GetInvocation(const v1::GetInvocationRequest& request,
                                                      const CallOptions& call) {
-  return Unary<v1::GetInvocationRequest, v1::Invocation>(&v1::EvalService::Stub::GetInvocation,
+  return Unary(*stub_, &v1::EvalService::Stub::GetInvocation,
                                                          request, call);
 }
 
 absl::StatusOr<v1::Task> Client::GetTask(const v1::GetTaskRequest& request,
                                          const CallOptions& call) {
-  return Unary<v1::GetTaskRequest, v1::Task>(&v1::EvalService::Stub::GetTask, request, call);
+  return Unary(*stub_, &v1::EvalService::Stub::GetTask, request, call);
 }
 
 absl::StatusOr<v1::ListInvocationsResponse> Client::ListInvocations(
     const v1::ListInvocationsRequest& request, const CallOptions& call) {
-  return Unary<v1::ListInvocationsRequest, v1::ListInvocationsResponse>(
-      &v1::EvalService::Stub::ListInvocations, request, call);
+  return Unary(*stub_, &v1::EvalService::Stub::ListInvocations, request, call);
 }
 
 absl::StatusOr<v1::CancelInvocationResponse> Client::CancelInvocation(
     const v1::CancelInvocationRequest& request, const CallOptions& call) {
-  return Unary<v1::CancelInvocationRequest, v1::CancelInvocationResponse>(
-      &v1::EvalService::Stub::CancelInvocation, request, call);
+  return Unary(*stub_, &v1::EvalService::Stub::CancelInvocation, request, call);
 }
 
 absl::StatusOr<v1::ResumeInvocationResponse> Client::ResumeInvocation(
     const v1::ResumeInvocationRequest& request, const CallOptions& call) {
-  return Unary<v1::ResumeInvocationRequest, v1::ResumeInvocationResponse>(
-      &v1::EvalService::Stub::ResumeInvocation, request, call);
+  return Unary(*stub_, &v1::EvalService::Stub::ResumeInvocation, request, call);
 }
 
 absl::StatusOr<v1::GetResultsResponse> Client::GetResults(const v1::GetResultsRequest& request,
                                                           const CallOptions& call) {
-  return Unary<v1::GetResultsRequest, v1::GetResultsResponse>(&v1::EvalService::Stub::GetResults,
+  return Unary(*stub_, &v1::EvalService::Stub::GetResults,
                                                               request, call);
 }
 
 absl::StatusOr<v1::ListClustersResponse> Client::ListClusters(
     const v1::ListClustersRequest& request, const CallOptions& call) {
-  return Unary<v1::ListClustersRequest, v1::ListClustersResponse>(
-      &v1::EvalService::Stub::ListClusters, request, call);
+  return Unary(*stub_, &v1::EvalService::Stub::ListClusters, request, call);
 }
 
 absl::StatusOr<std::unique_ptr<WatchStream>> Client::WatchInvocation(
@@ -327,6 +324,26 @@ absl::StatusOr<std::unique_ptr<LogStream>> Client::StreamLogs(const v1::StreamLo
                                                               const CallOptions& call) {
   return ServerStream<v1::StreamLogsRequest, v1::StreamLogsResponse>(
       &v1::EvalService::Stub::StreamLogs, request, call);
+}
+
+absl::StatusOr<v1::CreateTokenResponse> Client::CreateToken(const v1::CreateTokenRequest& request,
+                                                            const CallOptions& call) {
+  return Unary(*admin_stub_, &v1::AdminService::Stub::CreateToken, request, call);
+}
+
+absl::StatusOr<v1::RevokeTokenResponse> Client::RevokeToken(const v1::RevokeTokenRequest& request,
+                                                            const CallOptions& call) {
+  return Unary(*admin_stub_, &v1::AdminService::Stub::RevokeToken, request, call);
+}
+
+absl::StatusOr<v1::ListTokensResponse> Client::ListTokens(const v1::ListTokensRequest& request,
+                                                          const CallOptions& call) {
+  return Unary(*admin_stub_, &v1::AdminService::Stub::ListTokens, request, call);
+}
+
+absl::StatusOr<v1::CreateEnrollmentTokenResponse> Client::CreateEnrollmentToken(
+    const v1::CreateEnrollmentTokenRequest& request, const CallOptions& call) {
+  return Unary(*admin_stub_, &v1::AdminService::Stub::CreateEnrollmentToken, request, call);
 }
 
 }  // namespace evalctl::client

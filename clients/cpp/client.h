@@ -1,4 +1,4 @@
-// The C++ client of evalctl-controller's EvalService (proto/evalctl/v1/eval_service.proto).
+// The C++ client of evalctl-controller's EvalService and AdminService (proto/evalctl/v1/).
 //
 //   ASSIGN_OR_RETURN(std::unique_ptr<Client> client,
 //                    Client::Connect({.target = "127.0.0.1:50051", .token = token}));
@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "evalctl/v1/admin_service.grpc.pb.h"
 #include "evalctl/v1/eval_service.grpc.pb.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -169,6 +170,16 @@ class Client {
   absl::StatusOr<v1::ListClustersResponse> ListClusters(const v1::ListClustersRequest& request = {},
                                                         const CallOptions& call = {});
 
+  // AdminService: bearer tokens and agent enrollment tokens (the secret is in the response only).
+  absl::StatusOr<v1::CreateTokenResponse> CreateToken(const v1::CreateTokenRequest& request,
+                                                      const CallOptions& call = {});
+  absl::StatusOr<v1::RevokeTokenResponse> RevokeToken(const v1::RevokeTokenRequest& request,
+                                                      const CallOptions& call = {});
+  absl::StatusOr<v1::ListTokensResponse> ListTokens(const v1::ListTokensRequest& request = {},
+                                                    const CallOptions& call = {});
+  absl::StatusOr<v1::CreateEnrollmentTokenResponse> CreateEnrollmentToken(
+      const v1::CreateEnrollmentTokenRequest& request, const CallOptions& call = {});
+
   // Server streams. The connection is established first (within ClientOptions::timeout), so an
   // unreachable controller fails here rather than in Next().
   absl::StatusOr<std::unique_ptr<WatchStream>> WatchInvocation(
@@ -187,8 +198,11 @@ class Client {
   // Waits until the channel is connected, at most ClientOptions::timeout.
   absl::Status WaitForConnection() const;
 
-  template <typename Request, typename Response, typename Method>
-  absl::StatusOr<Response> Unary(Method method, const Request& request, const CallOptions& call);
+  template <typename Stub, typename Request, typename Response>
+  absl::StatusOr<Response> Unary(Stub& stub,
+                                 grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
+                                                              Response*),
+                                 const Request& request, const CallOptions& call);
 
   template <typename Request, typename Response, typename Method>
   absl::StatusOr<std::unique_ptr<StreamReader<Response>>> ServerStream(Method method,
@@ -198,6 +212,7 @@ class Client {
   ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::EvalService::Stub> stub_;
+  std::unique_ptr<v1::AdminService::Stub> admin_stub_;
 };
 
 }  // namespace evalctl::client

@@ -1,10 +1,13 @@
 // evalctl-controller: the central service. Composition root: flags → store → core → gRPC server.
+#include <fcntl.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <atomic>
+#include <fstream>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -18,6 +21,7 @@
 #include "common/thread_pool.h"
 #include "controller/core/controller_core.h"
 #include "controller/core/sqlite_store.h"
+#include "controller/core/token_authority.h"
 #include "controller/service/metrics.h"
 #include "controller/service/services.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -54,6 +58,30 @@ bool IsLoopback(const std::string& listen) {
   return all;
 }
 
+absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the ", what, " ", path));
+  std::string data((std::istreambuf_iterator<char>(in)), {});
+  if (data.empty()) return absl::InvalidArgumentError(absl::StrCat("the ", what, " ", path, " is empty"));
+  return data;
+}
+
+// Writes `data` to `path` with mode 0600 (never readable by others, not even for a moment).
+absl::Status WritePrivateFile(const std::string& path, const std::string& data) {
+  const std::string tmp = path + ".tmp";
+  ::unlink(tmp.c_str());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", tmp));
+  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  ok = ::fsync(fd) == 0 && ok;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot write ", path));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -64,6 +92,8 @@ int main(int argc, char** argv) {
   int agent_wait_s = 600;
   int workers = 8;
   std::string metrics_listen;
+  std::string tls_cert, tls_key, tls_client_ca, admin_token_file, admin_user = "admin";
+  bool require_client_cert = false;
   app.add_option("--listen", listen, "host:port to serve gRPC on")->capture_default_str();
   app.add_option("--state-dir", state_dir, "Directory of the SQLite store")->capture_default_str();
   app.add_flag("--insecure", insecure,
@@ -75,14 +105,34 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port to serve Prometheus /metrics on over HTTP (host defaults to "
                  "127.0.0.1; off when empty)");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate (chain) of this server");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", tls_client_ca,
+                 "PEM CA bundle that client certificates must chain to (mutual TLS); clients "
+                 "that present a certificate are verified against it");
+  app.add_flag("--require-client-cert", require_client_cert,
+               "With --tls-client-ca: refuse clients without a valid certificate");
+  app.add_option("--admin-token-file", admin_token_file,
+                 "When no admin token exists yet, create one and write it to this file "
+                 "(mode 0600)");
+  app.add_option("--admin-user", admin_user, "User name of that first admin token")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
-  if (!insecure) {
-    std::cerr << "evalctl-controller: TLS is not configured; pass --insecure to serve without "
-                 "TLS on a loopback address\n";
+  if (insecure == !tls_cert.empty()) {
+    std::cerr << "evalctl-controller: give --tls-cert and --tls-key (TLS with bearer tokens), or "
+                 "--insecure (no TLS, no authentication, loopback only)\n";
     return 2;
   }
-  if (!IsLoopback(listen)) {
+  if (tls_cert.empty() != tls_key.empty()) {
+    std::cerr << "evalctl-controller: --tls-cert and --tls-key go together\n";
+    return 2;
+  }
+  if (require_client_cert && tls_client_ca.empty()) {
+    std::cerr << "evalctl-controller: --require-client-cert needs --tls-client-ca\n";
+    return 2;
+  }
+  if (insecure && !IsLoopback(listen)) {
     std::cerr << "evalctl-controller: --insecure serves without TLS or authentication, so it "
                  "binds loopback addresses only; "
               << listen << " is not one\n";
@@ -102,9 +152,59 @@ int main(int argc, char** argv) {
   evalctl::controller::ControllerCore core(
       {.agent_wait = absl::Seconds(agent_wait_s)}, store->get(), &clock, &metrics);
   evalctl::ThreadPool pool(workers, "ctl-worker");
-  evalctl::controller::InsecureAuthenticator auth;
-  evalctl::controller::EvalServiceImpl eval_service(&core, &auth, &pool, &metrics);
-  evalctl::controller::AgentServiceImpl agent_service(&core, &pool, &metrics);
+
+  // Identity: bearer tokens with TLS, or nobody checked in the loopback-only insecure mode.
+  std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();
+  std::unique_ptr<evalctl::controller::TokenAuthority> tokens;
+  std::unique_ptr<evalctl::controller::Authenticator> auth;
+  if (insecure) {
+    auth = std::make_unique<evalctl::controller::InsecureAuthenticator>();
+  } else {
+    auto cert = ReadFile(tls_cert, "TLS certificate");
+    auto key = ReadFile(tls_key, "TLS key");
+    absl::StatusOr<std::string> client_ca = std::string();
+    if (!tls_client_ca.empty()) client_ca = ReadFile(tls_client_ca, "client CA bundle");
+    for (const absl::Status& s : {cert.status(), key.status(), client_ca.status()}) {
+      if (!s.ok()) {
+        std::cerr << "evalctl-controller: " << s.message() << "\n";
+        return 2;
+      }
+    }
+    grpc::SslServerCredentialsOptions ssl(
+        tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+        : require_client_cert ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+                              : GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+    ssl.pem_root_certs = *client_ca;
+    ssl.pem_key_cert_pairs.push_back({*key, *cert});
+    credentials = grpc::SslServerCredentials(ssl);
+
+    auto opened = evalctl::controller::TokenAuthority::Open(state_dir + "/auth.db", &clock);
+    if (!opened.ok()) {
+      std::cerr << "evalctl-controller: " << opened.status().message() << "\n";
+      return 1;
+    }
+    tokens = *std::move(opened);
+    if (!admin_token_file.empty()) {
+      auto first = tokens->BootstrapAdmin(admin_user);
+      absl::Status written = first.status();
+      if (first.ok() && first->has_value()) {
+        written = WritePrivateFile(admin_token_file, (*first)->token + "\n");
+        if (written.ok()) {
+          LOG(INFO) << "wrote the first admin token (" << (*first)->info.token_id() << ", user "
+                    << admin_user << ") to " << admin_token_file;
+        }
+      }
+      if (!written.ok()) {
+        std::cerr << "evalctl-controller: " << written.message() << "\n";
+        return 1;
+      }
+    }
+    auth = std::make_unique<evalctl::controller::TokenAuthenticator>(tokens.get());
+  }
+  evalctl::controller::EvalServiceImpl eval_service(&core, auth.get(), &pool, &metrics);
+  evalctl::controller::AgentServiceImpl agent_service(&core, auth.get(), tokens.get(), &pool,
+                                                      &metrics);
+  evalctl::controller::AdminServiceImpl admin_service(tokens.get(), auth.get(), &pool, &metrics);
 
   std::unique_ptr<evalctl::MetricsHttpServer> metrics_server;
   if (!metrics_listen.empty()) {
@@ -123,9 +223,10 @@ int main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, credentials, &port);
   builder.RegisterService(&eval_service);
   builder.RegisterService(&agent_service);
+  builder.RegisterService(&admin_service);
   builder.SetMaxReceiveMessageSize(8 << 20);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
@@ -135,7 +236,8 @@ int main(int argc, char** argv) {
               << " (address in use, or not an address of this host)\n";
     return 1;
   }
-  LOG(INFO) << "evalctl-controller serving on " << listen << " (port " << port
+  LOG(INFO) << "evalctl-controller serving on " << listen << " (port " << port << ", "
+            << (insecure ? "insecure" : tls_client_ca.empty() ? "TLS" : "TLS, client certificates")
             << "), state in " << state_dir;
 
   signal(SIGTERM, [](int) { g_stop = true; });

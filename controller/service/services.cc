@@ -3,7 +3,11 @@
 #include <atomic>
 #include <deque>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "common/logging.h"
 
 namespace evalctl::controller {
@@ -322,8 +326,18 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
                      public AgentLink,
                      public RefCounted {
  public:
-  AgentReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics)
-      : core_(core), pool_(pool), rpc_(metrics, v1::AgentService::service_full_name(), "Connect") {
+  // `principal` is what the stream's token says; `tokens` (null in the insecure mode) enrolls.
+  AgentReactor(ControllerCore* core, TokenAuthority* tokens, ThreadPool* pool,
+               ControllerMetrics* metrics, absl::StatusOr<Principal> principal)
+      : core_(core),
+        tokens_(tokens),
+        pool_(pool),
+        rpc_(metrics, v1::AgentService::service_full_name(), "Connect") {
+    if (!principal.ok()) {
+      FinishOnce(ToGrpcStatus(principal.status()));
+      return;
+    }
+    principal_ = *std::move(principal);
     StartRead(&incoming_);
   }
 
@@ -373,11 +387,17 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
         return FinishOnce(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                                        "the first message on the stream must be Register"));
       }
+      absl::StatusOr<std::string> credential = CheckIdentity(msg.register_());
+      if (!credential.ok()) {
+        LOG(WARNING) << "agent stream refused: " << credential.status().message();
+        return FinishOnce(ToGrpcStatus(credential.status()));
+      }
       auto registered = core_->AgentConnected(msg.register_(), this);
       if (!registered.ok()) return FinishOnce(ToGrpcStatus(registered.status()));
       agent_id_ = msg.register_().agent_id();
       v1::ControllerMessage reply;
       *reply.mutable_registered() = *registered;
+      reply.mutable_registered()->set_credential(*std::move(credential));
       // Registered must precede the commands AgentConnected queued (nothing was written yet, see
       // WriteNextLocked): put it first.
       absl::MutexLock lock(&mu_);
@@ -409,6 +429,36 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
     }
   }
 
+  // An agent may register only as the cluster (and agent id) its token names. An enrollment
+  // token is exchanged here for the agent's own credential, which is returned; "" otherwise.
+  absl::StatusOr<std::string> CheckIdentity(const v1::Register& reg) {
+    if (principal_.cluster.empty()) return std::string();  // the insecure mode: not bound
+    if (reg.cluster() != principal_.cluster) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "this token is for cluster \"", principal_.cluster, "\", not \"",
+          absl::CHexEscape(reg.cluster()), "\""));
+    }
+    if (principal_.kind == TokenKind::kAgent) {
+      if (reg.agent_id() != principal_.agent_id) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "this credential belongs to agent ", principal_.agent_id, " of ", principal_.cluster,
+            ", not to agent \"", absl::CHexEscape(reg.agent_id()), "\""));
+      }
+      return std::string();
+    }
+    if (reg.agent_id().empty() || reg.agent_id().size() > 128) {
+      return absl::InvalidArgumentError("Register needs agent_id (at most 128 characters)");
+    }
+    ASSIGN_OR_RETURN(IssuedToken issued, tokens_->Enroll(principal_, reg.agent_id()));
+    LOG(INFO) << "agent=" << reg.agent_id() << " of cluster " << reg.cluster()
+              << " enrolled; credential " << issued.info.token_id();
+    // From here on this stream acts with the new credential.
+    principal_.kind = TokenKind::kAgent;
+    principal_.agent_id = reg.agent_id();
+    principal_.token_id = issued.info.token_id();
+    return std::move(issued.token);
+  }
+
   // Nothing is written before Registered: the commands that AgentConnected (or another thread,
   // once the link is known) sends wait in the outbox until Registered is queued in front of them.
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -426,8 +476,10 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
   }
 
   ControllerCore* core_;
+  TokenAuthority* tokens_;
   ThreadPool* pool_;
   RpcObservation rpc_;
+  Principal principal_;
   v1::AgentMessage incoming_;
   std::string agent_id_;
   absl::Mutex mu_;
@@ -461,6 +513,48 @@ absl::StatusOr<Caller> InsecureAuthenticator::Authenticate(
   caller.user = it == md.end() ? "anonymous" : std::string(it->second.data(), it->second.size());
   if (caller.user.empty() || caller.user.size() > 64) caller.user = "anonymous";
   return caller;
+}
+
+absl::StatusOr<Principal> InsecureAuthenticator::AuthenticateAgent(
+    const grpc::CallbackServerContext&) {
+  return Principal{.kind = TokenKind::kAgent, .user = "anonymous", .admin = false};
+}
+
+absl::StatusOr<Principal> TokenAuthenticator::Verify(const grpc::CallbackServerContext& context) {
+  const auto& md = context.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) {
+    return absl::UnauthenticatedError(
+        "this controller needs a bearer token (metadata `authorization: Bearer <token>`); give "
+        "evalctl one with EVALCTL_TOKEN or --token-file");
+  }
+  absl::string_view value(it->second.data(), it->second.size());
+  constexpr absl::string_view kScheme = "bearer ";
+  if (value.size() <= kScheme.size() ||
+      !absl::EqualsIgnoreCase(value.substr(0, kScheme.size()), kScheme)) {
+    return absl::UnauthenticatedError("the authorization metadata must be `Bearer <token>`");
+  }
+  return tokens_->Verify(absl::StripAsciiWhitespace(value.substr(kScheme.size())));
+}
+
+absl::StatusOr<Caller> TokenAuthenticator::Authenticate(const grpc::CallbackServerContext& context) {
+  ASSIGN_OR_RETURN(Principal p, Verify(context));
+  if (p.kind != TokenKind::kUser) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("token ", p.token_id, " belongs to an agent and cannot call this service"));
+  }
+  return Caller{.user = std::move(p.user), .admin = p.admin};
+}
+
+absl::StatusOr<Principal> TokenAuthenticator::AuthenticateAgent(
+    const grpc::CallbackServerContext& context) {
+  ASSIGN_OR_RETURN(Principal p, Verify(context));
+  if (p.kind == TokenKind::kUser) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "token ", p.token_id, " is a user's; an agent connects with an enrollment token "
+        "(evalctl cluster enroll CLUSTER) and then with its own credential"));
+  }
+  return p;
 }
 
 grpc::ServerUnaryReactor* EvalServiceImpl::PlanInvocation(grpc::CallbackServerContext* ctx,
@@ -586,7 +680,7 @@ grpc::ServerUnaryReactor* EvalServiceImpl::ListClusters(grpc::CallbackServerCont
                                                         const v1::ListClustersRequest* req,
                                                         v1::ListClustersResponse* resp) {
   (void)req;
-  return Unary(ctx, "ListClusters", [this, req, resp](const Caller&) -> absl::Status {
+  return Unary(ctx, "ListClusters", [this, resp](const Caller&) -> absl::Status {
     *resp = core_->Clusters();
     return absl::OkStatus();
   });
@@ -594,8 +688,67 @@ grpc::ServerUnaryReactor* EvalServiceImpl::ListClusters(grpc::CallbackServerCont
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
-  (void)ctx;
-  return new AgentReactor(core_, pool_, metrics_);
+  return new AgentReactor(core_, tokens_, pool_, metrics_, auth_->AuthenticateAgent(*ctx));
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* AdminServiceImpl::Unary(grpc::CallbackServerContext* ctx,
+                                                  const char* method, Fn fn) {
+  RpcObservation rpc(metrics_, v1::AdminService::service_full_name(), method);
+  return RunUnary(ctx, auth_, pool_, rpc, [this, fn = std::move(fn)](const Caller& c) {
+    if (tokens_ == nullptr) {
+      return absl::FailedPreconditionError(
+          "this controller runs with --insecure and has no tokens; start it with TLS to use them");
+    }
+    return fn(c);
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateToken(grpc::CallbackServerContext* ctx,
+                                                        const v1::CreateTokenRequest* req,
+                                                        v1::CreateTokenResponse* resp) {
+  return Unary(ctx, "CreateToken", [this, req, resp](const Caller& c) -> absl::Status {
+    ASSIGN_OR_RETURN(IssuedToken issued, tokens_->CreateToken(c, *req));
+    LOG(INFO) << "user=" << c.user << " created token " << issued.info.token_id() << " for "
+              << issued.info.user();
+    *resp->mutable_info() = std::move(issued.info);
+    resp->set_token(std::move(issued.token));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RevokeToken(grpc::CallbackServerContext* ctx,
+                                                        const v1::RevokeTokenRequest* req,
+                                                        v1::RevokeTokenResponse* resp) {
+  return Unary(ctx, "RevokeToken", [this, req, resp](const Caller& c) -> absl::Status {
+    ASSIGN_OR_RETURN(*resp->mutable_info(), tokens_->RevokeToken(c, req->token_id()));
+    LOG(INFO) << "user=" << c.user << " revoked token " << resp->info().token_id();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListTokens(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListTokensRequest* req,
+                                                       v1::ListTokensResponse* resp) {
+  return Unary(ctx, "ListTokens", [this, req, resp](const Caller& c) -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<v1::TokenInfo> tokens, tokens_->ListTokens(c, req->user()));
+    for (v1::TokenInfo& t : tokens) *resp->add_tokens() = std::move(t);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrollmentToken(
+    grpc::CallbackServerContext* ctx, const v1::CreateEnrollmentTokenRequest* req,
+    v1::CreateEnrollmentTokenResponse* resp) {
+  return Unary(ctx, "CreateEnrollmentToken", [this, req, resp](const Caller& c) -> absl::Status {
+    ASSIGN_OR_RETURN(IssuedToken issued, tokens_->CreateEnrollmentToken(c, *req));
+    LOG(INFO) << "user=" << c.user << " created enrollment token " << issued.info.token_id()
+              << " for cluster " << issued.info.cluster();
+    *resp->mutable_expire_time() = issued.info.expire_time();
+    *resp->mutable_info() = std::move(issued.info);
+    resp->set_token(std::move(issued.token));
+    return absl::OkStatus();
+  });
 }
 
 }  // namespace evalctl::controller

@@ -13,7 +13,9 @@
 #include "absl/status/status.h"
 #include "common/thread_pool.h"
 #include "controller/core/controller_core.h"
+#include "controller/core/token_authority.h"
 #include "controller/service/metrics.h"
+#include "evalctl/v1/admin_service.grpc.pb.h"
 #include "evalctl/v1/agent_service.grpc.pb.h"
 #include "evalctl/v1/eval_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -22,17 +24,36 @@ namespace evalctl::controller {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-// Who is calling. In insecure (loopback-only) mode the user name comes from the `x-evalctl-user`
-// metadata the client sends and every caller is an admin; token authentication replaces this.
+// Who is calling. Users call EvalService and AdminService; agents call AgentService.
 class Authenticator {
  public:
   virtual ~Authenticator() = default;
+  // A user (or admin). UNAUTHENTICATED without a valid token; PERMISSION_DENIED for an agent's.
   virtual absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) = 0;
+  // An agent: its credential, or an enrollment token it may exchange for one. A Principal with
+  // an empty cluster is not bound to any cluster (the insecure mode).
+  virtual absl::StatusOr<Principal> AuthenticateAgent(
+      const grpc::CallbackServerContext& context) = 0;
 };
 
+// The loopback-only insecure mode: the user name comes from the `x-evalctl-user` metadata the
+// client sends, every caller is an admin, and agents are not bound to a cluster.
 class InsecureAuthenticator : public Authenticator {
  public:
   absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) override;
+  absl::StatusOr<Principal> AuthenticateAgent(const grpc::CallbackServerContext& context) override;
+};
+
+// `authorization: Bearer <token>`, verified by the TokenAuthority (from memory, no disk I/O).
+class TokenAuthenticator : public Authenticator {
+ public:
+  explicit TokenAuthenticator(TokenAuthority* tokens) : tokens_(tokens) {}
+  absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) override;
+  absl::StatusOr<Principal> AuthenticateAgent(const grpc::CallbackServerContext& context) override;
+
+ private:
+  absl::StatusOr<Principal> Verify(const grpc::CallbackServerContext& context);
+  TokenAuthority* tokens_;
 };
 
 class EvalServiceImpl final : public v1::EvalService::CallbackService {
@@ -84,15 +105,50 @@ class EvalServiceImpl final : public v1::EvalService::CallbackService {
   ControllerMetrics* metrics_;
 };
 
+// `tokens` may be null (the insecure mode), and then agents are not enrolled.
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  AgentServiceImpl(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics = nullptr)
-      : core_(core), pool_(pool), metrics_(metrics) {}
+  AgentServiceImpl(ControllerCore* core, Authenticator* auth, TokenAuthority* tokens,
+                   ThreadPool* pool, ControllerMetrics* metrics = nullptr)
+      : core_(core), auth_(auth), tokens_(tokens), pool_(pool), metrics_(metrics) {}
   grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
  private:
   ControllerCore* core_;
+  Authenticator* auth_;
+  TokenAuthority* tokens_;
+  ThreadPool* pool_;
+  ControllerMetrics* metrics_;
+};
+
+// Tokens and enrollment. With a null `tokens` (the insecure mode) every call is
+// FAILED_PRECONDITION: there are no tokens to manage.
+class AdminServiceImpl final : public v1::AdminService::CallbackService {
+ public:
+  AdminServiceImpl(TokenAuthority* tokens, Authenticator* auth, ThreadPool* pool,
+                   ControllerMetrics* metrics = nullptr)
+      : tokens_(tokens), auth_(auth), pool_(pool), metrics_(metrics) {}
+
+  grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
+                                        const v1::CreateTokenRequest* req,
+                                        v1::CreateTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* RevokeToken(grpc::CallbackServerContext* ctx,
+                                        const v1::RevokeTokenRequest* req,
+                                        v1::RevokeTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* ListTokens(grpc::CallbackServerContext* ctx,
+                                       const v1::ListTokensRequest* req,
+                                       v1::ListTokensResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateEnrollmentToken(
+      grpc::CallbackServerContext* ctx, const v1::CreateEnrollmentTokenRequest* req,
+      v1::CreateEnrollmentTokenResponse* resp) override;
+
+ private:
+  template <typename Fn>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
+
+  TokenAuthority* tokens_;
+  Authenticator* auth_;
   ThreadPool* pool_;
   ControllerMetrics* metrics_;
 };
