@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <fstream>
 #include <iostream>
 #include <tuple>
 
@@ -15,6 +14,7 @@
 #include "agent/runtime/metrics.h"
 #include "agent/slurm/slurm_cli_client.h"
 #include "common/clock.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/metrics_http_server.h"
 #include "common/subprocess.h"
@@ -107,12 +107,12 @@ int main(int argc, char** argv) {
                                    std::tuple{&tls_cert, "client certificate", &ssl.pem_cert_chain},
                                    std::tuple{&tls_key, "client key", &ssl.pem_private_key}}) {
       if (path->empty()) continue;
-      std::ifstream in(*path, std::ios::binary);
-      *out = std::string((std::istreambuf_iterator<char>(in)), {});
-      if (!in || out->empty()) {
-        std::cerr << "evalctl-agent: cannot read the " << what << " " << *path << "\n";
+      absl::StatusOr<std::string> data = evalctl::ReadFile(*path, what);
+      if (!data.ok()) {
+        std::cerr << "evalctl-agent: " << data.status().message() << "\n";
         return 2;
       }
+      *out = *std::move(data);
     }
     options.credentials = grpc::SslCredentials(ssl);
   }

@@ -21,8 +21,10 @@
 #include "clients/cli/cluster_commands.h"
 #include "clients/cli/dry_run.h"
 #include "clients/cli/settings.h"
+#include "clients/cli/token_commands.h"
 #include "clients/cpp/client.h"
 #include "clients/cpp/config_source.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 #include "grpc/support/log.h"
 
@@ -34,6 +36,7 @@ constexpr char kUnreachableHint[] = "start it or pass --controller / set EVALCTL
 struct GlobalFlags {
   std::string controller;
   std::string token;
+  std::string token_file;
   std::string ca_cert;
   std::string client_cert;
   std::string client_key;
@@ -75,7 +78,9 @@ absl::StatusOr<std::unique_ptr<client::Client>> Connect(const GlobalFlags& flags
       ResolveController(flags.controller, std::getenv("EVALCTL_CONTROLLER"), UserConfigPath()));
   ASSIGN_OR_RETURN(options.timeout, ParseTimeout(flags.timeout));
   options.token = flags.token;
-  if (options.token.empty()) {
+  if (!flags.token_file.empty()) {
+    ASSIGN_OR_RETURN(options.token, ReadSecretFile(flags.token_file, "token file"));
+  } else if (options.token.empty()) {
     if (const char* t = std::getenv("EVALCTL_TOKEN")) options.token = t;
   }
   options.tls = {flags.ca_cert, flags.client_cert, flags.client_key};
@@ -148,19 +153,25 @@ class StopOnSignal {
   struct sigaction old_term_ {};
 };
 
-absl::StatusOr<std::string> ReadSecretFile(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
-  std::stringstream s;
-  s << f.rdbuf();
-  return std::string(absl::StripAsciiWhitespace(s.str()));
-}
-
 CLI::App* Command(CLI::App& parent, const std::string& name, const std::string& description,
                   const std::string& example) {
   CLI::App* sub = parent.add_subcommand(name, description);
   sub->footer(absl::StrCat("Example:\n  ", example));
   return sub;
+}
+
+// A fresh enrollment token for `cluster`, for `cluster install` on a controller with TLS.
+absl::StatusOr<std::string> EnrollmentToken(client::Client& client, const std::string& cluster) {
+  v1::CreateEnrollmentTokenRequest request;
+  request.set_cluster(cluster);
+  absl::StatusOr<v1::CreateEnrollmentTokenResponse> response =
+      client.CreateEnrollmentToken(request);
+  if (!response.ok()) {
+    return Annotate(response.status(),
+                    "creating its enrollment token (an admin's token can, or pass "
+                    "--enrollment-token-file from `evalctl cluster enroll`)");
+  }
+  return response->token();
 }
 
 }  // namespace
@@ -184,9 +195,13 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     app.add_option("--controller", flags.controller,
                    "evalctl-controller address (default: $EVALCTL_CONTROLLER, then `controller:` "
                    "in ~/.config/evalctl/config.yaml, then 127.0.0.1:50051)");
-    app.add_option("--token", flags.token,
-                   "Bearer token (default: $EVALCTL_TOKEN, which is safer: arguments are visible "
-                   "to other users)");
+    CLI::Option* token_flag =
+        app.add_option("--token", flags.token,
+                       "Bearer token (default: $EVALCTL_TOKEN; prefer it or --token-file: "
+                       "arguments are visible to other users)");
+    app.add_option("--token-file", flags.token_file,
+                   "File holding the bearer token (mode 0600)")
+        ->excludes(token_flag);
     app.add_option("--ca-cert", flags.ca_cert,
                    "PEM file of the CA that signs the controller's "
                    "certificate (enables TLS)");
@@ -364,7 +379,7 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
         ->capture_default_str();
     cluster_install->add_option("--enrollment-token-file", token_file,
                                 "With TLS: file holding a one-time enrollment token for the "
-                                "agent");
+                                "agent (default: an admin's token creates one)");
 
     CLI::App* cluster_uninstall =
         Command(*cluster, "uninstall", "Stop evalctl-agent on a headnode and remove it",
@@ -386,6 +401,55 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     cluster_tunnel->add_option("--remote-port", tunnel_options.remote_port,
                                "The port on the headnode's loopback (default: the one the "
                                "installation recorded)");
+
+    // --- cluster enroll
+    CLI::App* cluster_enroll = Command(
+        *cluster, "enroll",
+        "Create a one-time token with which a new agent of CLUSTER gets its own credential "
+        "(admins)",
+        "evalctl cluster enroll eos --output eos.token");
+    ClusterEnrollOptions enroll_options;
+    std::string enroll_ttl;
+    cluster_enroll->add_option("cluster", enroll_options.cluster, "The cluster's name")
+        ->required();
+    cluster_enroll->add_option("--ttl", enroll_ttl, "How long it may be used (default: 1h)");
+    cluster_enroll->add_option("--output,-O", enroll_options.output,
+                               "Write it to this new 0600 file instead of standard output");
+
+    // --- token create / ls / revoke
+    CLI::App* token =
+        Command(app, "token", "Bearer tokens of users (and, for admins, of agents)",
+                "evalctl token create --user alice --ttl 90d");
+    token->require_subcommand(1);
+    CLI::App* token_create =
+        Command(*token, "create",
+                "Create a bearer token, shown once: for yourself, or (admins) for any user",
+                "evalctl token create --user alice --ttl 90d --output alice.token");
+    TokenCreateOptions create_options;
+    std::string create_ttl = "never";
+    token_create->add_option("--user", create_options.user, "Whose token (default: yours)");
+    token_create->add_flag("--admin", create_options.admin,
+                           "The token may see and change everything (admins only)");
+    token_create->add_option("--description,-d", create_options.description,
+                             "What the token is for");
+    token_create->add_option("--ttl", create_ttl, "Lifetime: 12h, 90d, 2w, or never")
+        ->capture_default_str();
+    token_create->add_option("--output,-O", create_options.output,
+                             "Write it to this new 0600 file instead of standard output");
+    CLI::App* token_ls = Command(*token, "ls", "List tokens (never their secrets)",
+                                 "evalctl token ls --all");
+    TokenLsOptions token_ls_options;
+    CLI::Option* token_user_flag =
+        token_ls->add_option("--user", token_ls_options.user, "Another user's tokens (admins)");
+    token_ls->add_flag("--all", token_ls_options.all,
+                       "Everybody's tokens, agents' included (admins)")
+        ->excludes(token_user_flag);
+    token_ls->add_flag("--json", token_ls_options.json, "Print JSON");
+    CLI::App* token_revoke = Command(*token, "revoke", "Revoke tokens; they stop working at once",
+                                     "evalctl token revoke 4be0c1d2e3f40516");
+    std::vector<std::string> revoke_ids;
+    token_revoke->add_option("ids", revoke_ids, "Token ids (as `evalctl token ls` shows them)")
+        ->required();
 
     try {
       std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);
@@ -413,6 +477,16 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
       return s.ok() ? kExitOk : Report({s, CodeFor(s)}, io);
     }
 
+    if (cluster_enroll->parsed() && !enroll_ttl.empty()) {
+      absl::StatusOr<absl::Duration> ttl = ParseTtl(enroll_ttl);
+      if (!ttl.ok()) return Report({ttl.status(), kExitUsage}, io);
+      enroll_options.ttl = *ttl;
+    }
+    if (token_create->parsed()) {
+      absl::StatusOr<absl::Duration> ttl = ParseTtl(create_ttl);
+      if (!ttl.ok()) return Report({ttl.status(), kExitUsage}, io);
+      create_options.ttl = *ttl;
+    }
     std::optional<absl::Time> since_time;
     if (ls_runs->parsed() && !since.empty()) {
       absl::StatusOr<absl::Time> t = ParseSince(since, absl::Now(), io.tz);
@@ -468,6 +542,14 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
       s = ResultsCommand(c, results_options, io);
     } else if (cluster_ls->parsed()) {
       s = ClusterLsCommand(c, cluster_options, io);
+    } else if (cluster_enroll->parsed()) {
+      s = ClusterEnrollCommand(c, enroll_options, io);
+    } else if (token_create->parsed()) {
+      s = TokenCreateCommand(c, create_options, io);
+    } else if (token_ls->parsed()) {
+      s = TokenLsCommand(c, token_ls_options, io);
+    } else if (token_revoke->parsed()) {
+      s = TokenRevokeCommand(c, revoke_ids, io);
     } else if (cluster_install->parsed()) {
       install_options.ssh = install_ssh.Options();
       install_options.agent.remote_dir = install_ssh.remote_dir;
@@ -496,16 +578,12 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
       if (!flags.ca_cert.empty()) {
         // A controller with TLS admits agents by enrollment token.
         install_options.agent.tls_ca_file = flags.ca_cert;
-        if (token_file.empty()) {
-          return Report({absl::InvalidArgumentError(
-                             "the controller uses TLS: pass --enrollment-token-file with a "
-                             "one-time enrollment token for the agent"),
-                         kExitUsage},
-                        io);
-        }
+        install_options.agent.enroll = [&c](const std::string& name) {
+          return EnrollmentToken(c, name);
+        };
       }
       if (!token_file.empty()) {
-        absl::StatusOr<std::string> token = ReadSecretFile(token_file);
+        absl::StatusOr<std::string> token = ReadSecretFile(token_file, "enrollment token file");
         if (!token.ok()) return Report({token.status(), kExitUsage}, io);
         install_options.agent.enrollment_token = *std::move(token);
       }

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/cli/settings.h"
+#include "clients/cli/token_commands.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -143,6 +144,20 @@ TEST(SettingsTest, ResolveControllerOrder) {
   EXPECT_THAT(std::string(ResolveController("", nullptr, file).status().message()),
               ::testing::HasSubstr("`controller` must be an address"));
   fs::remove_all(dir);
+}
+
+TEST(SettingsTest, TokenLifetimes) {
+  EXPECT_EQ(*ParseTtl("never"), absl::InfiniteDuration());
+  EXPECT_EQ(*ParseTtl("0"), absl::InfiniteDuration());
+  EXPECT_EQ(*ParseTtl("90d"), absl::Hours(24 * 90));
+  EXPECT_EQ(*ParseTtl("2W"), absl::Hours(24 * 14));
+  EXPECT_EQ(*ParseTtl("12h"), absl::Hours(12));
+  EXPECT_EQ(*ParseTtl("1h30m"), absl::Minutes(90));
+  for (const char* bad : {"", "5x", "-1h", "d", "1.5d", "-3d"}) {
+    absl::StatusOr<absl::Duration> ttl = ParseTtl(bad);
+    EXPECT_EQ(ttl.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(ttl.status().message()), ::testing::HasSubstr("--ttl")) << bad;
+  }
 }
 
 }  // namespace

@@ -151,6 +151,13 @@ absl::StatusOr<InstalledAgent> InstallAgent(ssh::RemoteHost& host,
   if (o.cluster.empty()) {
     return absl::InvalidArgumentError("cannot tell the cluster's name: pass --cluster");
   }
+  if (o.enrollment_token.empty() && !o.tls_ca_file.empty() && o.enroll) {
+    absl::StatusOr<std::string> token = o.enroll(o.cluster);
+    if (!token.ok()) {
+      return Annotate(token.status(), absl::StrCat("enrolling the agent of cluster ", o.cluster));
+    }
+    o.enrollment_token = *std::move(token);
+  }
   const std::string systemd_state = facts["systemd"];
   bool use_systemd = o.supervisor == Supervisor::kSystemd;
   if (o.supervisor == Supervisor::kAuto) {

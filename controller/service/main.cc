@@ -1,5 +1,4 @@
 // evalctl-controller: the central service. Composition root: flags → store → core → gRPC server.
-#include <fcntl.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
@@ -7,7 +6,6 @@
 #include <sys/socket.h>
 
 #include <atomic>
-#include <fstream>
 #include <filesystem>
 #include <iostream>
 #include <thread>
@@ -16,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
+#include "common/files.h"
 #include "common/logging.h"
 #include "common/metrics_http_server.h"
 #include "common/thread_pool.h"
@@ -56,30 +55,6 @@ bool IsLoopback(const std::string& listen) {
   }
   ::freeaddrinfo(res);
   return all;
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read the ", what, " ", path));
-  std::string data((std::istreambuf_iterator<char>(in)), {});
-  if (data.empty()) return absl::InvalidArgumentError(absl::StrCat("the ", what, " ", path, " is empty"));
-  return data;
-}
-
-// Writes `data` to `path` with mode 0600 (never readable by others, not even for a moment).
-absl::Status WritePrivateFile(const std::string& path, const std::string& data) {
-  const std::string tmp = path + ".tmp";
-  ::unlink(tmp.c_str());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::ErrnoToStatus(errno, absl::StrCat("cannot create ", tmp));
-  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
-  ok = ::fsync(fd) == 0 && ok;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    ::unlink(tmp.c_str());
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot write ", path));
-  }
-  return absl::OkStatus();
 }
 
 }  // namespace
@@ -160,10 +135,10 @@ int main(int argc, char** argv) {
   if (insecure) {
     auth = std::make_unique<evalctl::controller::InsecureAuthenticator>();
   } else {
-    auto cert = ReadFile(tls_cert, "TLS certificate");
-    auto key = ReadFile(tls_key, "TLS key");
+    auto cert = evalctl::ReadFile(tls_cert, "TLS certificate");
+    auto key = evalctl::ReadFile(tls_key, "TLS key");
     absl::StatusOr<std::string> client_ca = std::string();
-    if (!tls_client_ca.empty()) client_ca = ReadFile(tls_client_ca, "client CA bundle");
+    if (!tls_client_ca.empty()) client_ca = evalctl::ReadFile(tls_client_ca, "client CA bundle");
     for (const absl::Status& s : {cert.status(), key.status(), client_ca.status()}) {
       if (!s.ok()) {
         std::cerr << "evalctl-controller: " << s.message() << "\n";
@@ -188,7 +163,7 @@ int main(int argc, char** argv) {
       auto first = tokens->BootstrapAdmin(admin_user);
       absl::Status written = first.status();
       if (first.ok() && first->has_value()) {
-        written = WritePrivateFile(admin_token_file, (*first)->token + "\n");
+        written = evalctl::WritePrivateFile(admin_token_file, (*first)->token + "\n");
         if (written.ok()) {
           LOG(INFO) << "wrote the first admin token (" << (*first)->info.token_id() << ", user "
                     << admin_user << ") to " << admin_token_file;
