@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<client::Client>> Connect(const GlobalFlags& flags
       ResolveController(flags.controller, std::getenv("EVALCTL_CONTROLLER"), UserConfigPath()));
   ASSIGN_OR_RETURN(options.timeout, ParseTimeout(flags.timeout));
   options.token = flags.token;
-  if (!flags.token_file.empty()) {
+  if (options.token.empty() && !flags.token_file.empty()) {
     ASSIGN_OR_RETURN(options.token, ReadSecretFile(flags.token_file, "token file"));
   } else if (options.token.empty()) {
     if (const char* t = std::getenv("EVALCTL_TOKEN")) options.token = t;
@@ -195,16 +195,17 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     app.add_option("--controller", flags.controller,
                    "evalctl-controller address (default: $EVALCTL_CONTROLLER, then `controller:` "
                    "in ~/.config/evalctl/config.yaml, then 127.0.0.1:50051)");
-    CLI::Option* token_flag =
-        app.add_option("--token", flags.token,
-                       "Bearer token (default: $EVALCTL_TOKEN; prefer it or --token-file: "
-                       "arguments are visible to other users)");
+    app.add_option("--token", flags.token,
+                   "Bearer token (prefer --token-file or $EVALCTL_TOKEN: arguments are visible "
+                   "to other users)");
     app.add_option("--token-file", flags.token_file,
-                   "File holding the bearer token (mode 0600)")
-        ->excludes(token_flag);
+                   "File holding the bearer token, mode 0600 (default: $EVALCTL_TOKEN_FILE, "
+                   "then the token in $EVALCTL_TOKEN)")
+        ->envname("EVALCTL_TOKEN_FILE");
     app.add_option("--ca-cert", flags.ca_cert,
-                   "PEM file of the CA that signs the controller's "
-                   "certificate (enables TLS)");
+                   "PEM file of the CA that signs the controller's certificate; enables TLS "
+                   "(default: $EVALCTL_CA_CERT)")
+        ->envname("EVALCTL_CA_CERT");
     app.add_option("--client-cert", flags.client_cert, "PEM client certificate, for mutual TLS");
     app.add_option("--client-key", flags.client_key, "PEM key of --client-cert");
     app.add_option("--timeout", flags.timeout, "Deadline of each call, e.g. 10s, 1m")
