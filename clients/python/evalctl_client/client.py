@@ -154,19 +154,36 @@ def _timestamp_seconds(since: Union[_dt.datetime, _dt.timedelta, float, int]) ->
     raise TypeError("since must be a datetime, a timedelta (an age) or Unix seconds")
 
 
+def _read_token_file(path: str) -> str:
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError as e:
+        raise InvalidArgumentError(f"cannot read the token file {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise InvalidArgumentError(
+            f"the token file {path} is readable by other users (mode {mode & 0o7777:04o}); "
+            "chmod 600 it")
+    if not token:
+        raise InvalidArgumentError(f"the token file {path} is empty")
+    return token
+
+
 class Client:
     """A connection to evalctl-controller. Cheap to keep; close() (or `with`) releases it.
 
     Args:
       target: host:port of evalctl-controller (any gRPC target). Default: $EVALCTL_CONTROLLER, then
         `controller:` in ~/.config/evalctl/config.yaml, then 127.0.0.1:50051.
-      token: bearer token, sent as `authorization: Bearer <token>`. Default: $EVALCTL_TOKEN; ""
-        sends none. Never logged.
+      token: bearer token, sent as `authorization: Bearer <token>`. Default: the content of
+        `token_file`, then of $EVALCTL_TOKEN_FILE, then $EVALCTL_TOKEN; "" sends none. Never logged.
+      token_file: a file holding the token; refused when other users may read it.
       timeout: seconds: the deadline of each unary call, and of the health check that precedes
         each stream.
       root_certificates: PEM of the CAs that sign the controller's certificate (bytes, PEM text or
-        a file path). Giving it, or `tls=True`, makes the channel TLS (`tls=True` alone verifies
-        with the system's roots). Without TLS the channel is plaintext: the controller's
+        a file path; default: the file named by $EVALCTL_CA_CERT). Giving it, or `tls=True`, makes
+        the channel TLS (`tls=True` alone verifies with the system's roots). Without TLS the channel is plaintext: the controller's
         loopback-only insecure mode.
       private_key, certificate_chain: a client key pair for mutual TLS (both or neither).
       user: the user name sent as `x-evalctl-user` on a plaintext channel, which the insecure
@@ -181,7 +198,8 @@ class Client:
                  private_key: Optional[Pem] = None, certificate_chain: Optional[Pem] = None,
                  tls: Optional[bool] = None, user: Optional[str] = None,
                  options: Sequence[Tuple[str, Any]] = (),
-                 channel: Optional[grpc.Channel] = None) -> None:
+                 channel: Optional[grpc.Channel] = None,
+                 token_file: Optional[str] = None) -> None:
         if timeout is None or timeout <= 0:
             raise InvalidArgumentError(f"the call timeout must be positive, not {timeout!r}")
         if (private_key is None) != (certificate_chain is None):
@@ -190,7 +208,13 @@ class Client:
                 "or neither")
         self.target = resolve_target(target)
         self.timeout = float(timeout)
-        self._token = os.environ.get("EVALCTL_TOKEN", "") if token is None else token
+        if token is None:
+            token_file = token_file or os.environ.get("EVALCTL_TOKEN_FILE") or None
+            token = (_read_token_file(token_file) if token_file
+                     else os.environ.get("EVALCTL_TOKEN", ""))
+        self._token = token
+        if root_certificates is None and tls is not False and os.environ.get("EVALCTL_CA_CERT"):
+            root_certificates = os.environ["EVALCTL_CA_CERT"]
         secure = tls if tls is not None else (
             root_certificates is not None or certificate_chain is not None)
         self.secure = bool(secure) and channel is None

@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import tempfile
 import textwrap
 import threading
@@ -486,6 +487,37 @@ class ConnectionTest(unittest.TestCase):
         self.assertIn(f"evalctl-controller at {fake.address} rejected the credentials",
                       str(cm.exception))
         self.assertNotIn("wrong", str(cm.exception))
+
+    def test_token_file_and_its_environment_variable(self):
+        fake = FakeController.start()
+        self.addCleanup(fake.stop)
+        fake.service.require_token = "from-file"
+        tmp = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, tmp)
+        path = os.path.join(tmp, "token")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("from-file\n")
+        os.chmod(path, 0o600)
+        # The file wins over $EVALCTL_TOKEN; an explicit token wins over the file.
+        with mock.patch.dict(os.environ, {"EVALCTL_TOKEN_FILE": path, "EVALCTL_TOKEN": "env"}):
+            with Client(fake.address) as client:
+                client.clusters()
+            with Client(fake.address, token="explicit") as client:
+                with self.assertRaises(UnauthenticatedError):
+                    client.clusters()
+        with Client(fake.address, token_file=path) as client:
+            client.clusters()
+        _, md = fake.last_call("ListClusters")
+        self.assertEqual(md["authorization"], "Bearer from-file")
+
+        os.chmod(path, 0o644)
+        with self.assertRaises(InvalidArgumentError) as cm:
+            Client(fake.address, token_file=path)
+        self.assertIn(f"the token file {path} is readable by other users (mode 0644)",
+                      str(cm.exception))
+        with self.assertRaises(InvalidArgumentError) as cm:
+            Client(fake.address, token_file=os.path.join(tmp, "none"))
+        self.assertIn("cannot read the token file", str(cm.exception))
 
     def test_close_and_garbage_collection_release_the_channel(self):
         import gc
