@@ -7,14 +7,15 @@ PACKAGES=(
   # build
   cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  libyaml-cpp-dev libssh-dev prometheus-cpp-dev libsqlite3-dev sqlite3
+  libyaml-cpp-dev libssh-dev libssl-dev prometheus-cpp-dev libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   # python client and its tests
   python3-grpcio python3-grpc-tools python3-omegaconf python3-yaml
   # local Slurm cluster
   slurm-wlm slurmdbd munge mariadb-server
-  # ssh tests, promtool, script checks, fuzzing, utilities
+  # ssh tests, promtool, script checks, fuzzing, utilities; openssl for deploy/dev/make-certs.sh
   openssh-server openssh-client prometheus shellcheck clang libclang-rt-14-dev curl procps jq
+  openssl
 )
 
 if [ "$(id -u)" -ne 0 ]; then

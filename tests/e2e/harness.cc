@@ -360,9 +360,11 @@ absl::Status E2eEnv::StartController(const std::vector<std::pair<std::string, st
   controller_env_ = env;
   const std::string listen = absl::StrCat("127.0.0.1:", port_);  // 0 the first time
   const size_t log_offset = ReadFileOrEmpty(controller_log()).size();
-  auto child = ChildProcess::Start({EVALCTL_CONTROLLER_BIN, "--insecure", "--listen", listen,
-                                    "--state-dir", controller_state_dir(), "--agent-wait", "300"},
-                                   controller_log(), env);
+  std::vector<std::string> argv = {EVALCTL_CONTROLLER_BIN};
+  argv.insert(argv.end(), controller_security_.begin(), controller_security_.end());
+  argv.insert(argv.end(),
+              {"--listen", listen, "--state-dir", controller_state_dir(), "--agent-wait", "300"});
+  auto child = ChildProcess::Start(argv, controller_log(), env);
   if (!child.ok()) return child.status();
   controller_ = *std::move(child);
   // Ready once it logs its port.
@@ -398,9 +400,28 @@ absl::Status E2eEnv::StartController(const std::vector<std::pair<std::string, st
 absl::Status E2eEnv::Connect() {
   // A fresh channel: an old one may sit in gRPC's reconnect backoff after a controller restart.
   client_.reset();
-  auto c = client::Client::Connect({.target = controller_address(), .timeout = absl::Seconds(20)});
+  auto c = NewClient(client_token_, client_tls_);
   if (!c.ok()) return c.status();
   client_ = *std::move(c);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<client::Client>> E2eEnv::NewClient(
+    const std::string& token, const client::TlsOptions& tls) const {
+  return client::Client::Connect(
+      {.target = controller_address(), .token = token, .tls = tls, .timeout = absl::Seconds(20)});
+}
+
+std::string E2eEnv::admin_token() const {
+  return std::string(absl::StripAsciiWhitespace(ReadFileOrEmpty(admin_token_file())));
+}
+
+absl::Status E2eEnv::MakeCerts(const std::string& dir) {
+  const std::string into = dir.empty() ? certs_dir() : dir;
+  auto r = RunSubprocess(
+      {.argv = {EVALCTL_MAKE_CERTS, into, "localhost"}, .timeout = absl::Seconds(60)});
+  if (!r.ok()) return r.status();
+  if (!r->ok()) return r->Check("make-certs.sh");
   return absl::OkStatus();
 }
 
@@ -412,9 +433,10 @@ absl::Status E2eEnv::StartAgent(const std::vector<std::pair<std::string, std::st
   if (agent_running()) return absl::FailedPreconditionError("the agent runs already");
   if (port_ == 0) return absl::FailedPreconditionError("start the controller first");
   agent_env_ = env;
-  std::vector<std::string> argv = {EVALCTL_AGENT_BIN,    "--insecure",  "--controller",
-                                   controller_address(), "--state-dir", agent_state_dir(),
-                                   "--cluster",          cluster_};
+  std::vector<std::string> argv = {EVALCTL_AGENT_BIN};
+  argv.insert(argv.end(), agent_security_.begin(), agent_security_.end());
+  argv.insert(argv.end(), {"--controller", controller_address(), "--state-dir", agent_state_dir(),
+                           "--cluster", cluster_});
   argv.insert(argv.end(), agent_flags_.begin(), agent_flags_.end());
   auto child = ChildProcess::Start(argv, agent_log(), env);
   if (!child.ok()) return child.status();
@@ -628,9 +650,16 @@ CliResult E2eEnv::Cli(const std::vector<std::string>& args,
                       const std::vector<std::pair<std::string, std::string>>& env,
                       absl::Duration timeout) {
   std::vector<std::string> argv = {EVALCTL_CLI_BIN, "--controller", controller_address()};
+  for (const auto& [flag, path] : {std::pair{"--ca-cert", &client_tls_.ca_file},
+                                   std::pair{"--client-cert", &client_tls_.cert_file},
+                                   std::pair{"--client-key", &client_tls_.key_file}}) {
+    if (!path->empty()) argv.insert(argv.end(), {flag, *path});
+  }
   argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<std::pair<std::string, std::string>> cli_env = env;
+  if (!client_token_.empty()) cli_env.insert(cli_env.begin(), {"EVALCTL_TOKEN", client_token_});
   CliResult out;
-  auto r = RunSubprocess({.argv = argv, .env = env, .timeout = timeout});
+  auto r = RunSubprocess({.argv = argv, .env = cli_env, .timeout = timeout});
   if (!r.ok()) {
     out.err = r.status().ToString();
     return out;

@@ -21,6 +21,18 @@
 // the test process through PR_SET_PDEATHSIG). `KillController`/`KillAgent` send SIGKILL and
 // `Restart*` start them again with the same state directory (and port).
 //
+// Both run in the loopback-only insecure mode unless a test sets their security flags; for the
+// secure mode (TLS and bearer tokens):
+//
+//   E2E_ASSERT_OK(env_.MakeCerts());              // deploy/dev/make-certs.sh into certs_dir()
+//   env_.set_controller_security({"--tls-cert", env_.certs_dir() + "/server.crt", "--tls-key",
+//                                 env_.certs_dir() + "/server.key", "--admin-token-file",
+//                                 env_.admin_token_file()});
+//   E2E_ASSERT_OK(env_.StartController());
+//   env_.set_client_credentials(env_.admin_token(), {.ca_file = env_.certs_dir() + "/ca.crt"});
+//   E2E_ASSERT_OK(env_.Connect());
+//   env_.set_agent_security({"--tls-ca", env_.certs_dir() + "/ca.crt", "--token-file", path});
+//
 // Not thread-safe: one test thread drives it (watch streams may be read on other threads).
 #pragma once
 
@@ -158,6 +170,37 @@ class E2eEnv {
   pid_t controller_pid() const { return controller_ != nullptr ? controller_->pid() : -1; }
   // Waits until the controller lists the agent's cluster as connected.
   absl::Status WaitAgentConnected(absl::Duration timeout);
+
+  // --- security (default: --insecure for both, no token and no TLS for the clients)
+  // The controller's flags in place of "--insecure", from the next StartController on, e.g.
+  // {"--tls-cert", crt, "--tls-key", key, "--admin-token-file", admin_token_file()}.
+  void set_controller_security(std::vector<std::string> flags) {
+    controller_security_ = std::move(flags);
+  }
+  // The agent's flags in place of "--insecure", from the next StartAgent on, e.g.
+  // {"--tls-ca", ca, "--token-file", path}.
+  void set_agent_security(std::vector<std::string> flags) { agent_security_ = std::move(flags); }
+  // What client() and Cli() present from the next StartController or Connect() on: a bearer
+  // token (Cli: in EVALCTL_TOKEN, never on the command line) and TLS files (Cli: --ca-cert,
+  // --client-cert, --client-key).
+  void set_client_credentials(std::string token, client::TlsOptions tls) {
+    client_token_ = std::move(token);
+    client_tls_ = std::move(tls);
+  }
+  // Gives client() a fresh channel with the current credentials.
+  absl::Status Connect();
+  // Another client of the running controller, with its own credentials (e.g. another user's).
+  absl::StatusOr<std::unique_ptr<client::Client>> NewClient(const std::string& token,
+                                                            const client::TlsOptions& tls) const;
+  // Runs deploy/dev/make-certs.sh into `dir` (default certs_dir()): ca.crt, server.crt/key for
+  // 127.0.0.1 and localhost, client.crt/key.
+  absl::Status MakeCerts(const std::string& dir = "");
+  std::string certs_dir() const { return root_ + "/certs"; }
+  // Where a controller started with --admin-token-file admin_token_file() writes its first
+  // admin token.
+  std::string admin_token_file() const { return root_ + "/admin.token"; }
+  // Its content without the newline; "" when there is none.
+  std::string admin_token() const;
   bool controller_running();
   bool agent_running();
 
@@ -205,7 +248,8 @@ class E2eEnv {
   absl::StatusOr<std::string> ReadLog(const std::string& task_id, v1::LogKind kind,
                                       int attempt = 0);
 
-  // Runs `evalctl --controller <address> args...` with `env` added to its environment.
+  // Runs `evalctl --controller <address> args...` with `env` added to its environment (and the
+  // credentials of set_client_credentials).
   CliResult Cli(const std::vector<std::string>& args,
                 const std::vector<std::pair<std::string, std::string>>& env = {},
                 absl::Duration timeout = absl::Seconds(60));
@@ -214,8 +258,6 @@ class E2eEnv {
   void CancelSlurmJobs();
 
  private:
-  absl::Status Connect();
-
   std::string root_;
   std::string test_name_;
   std::string subproject_;
@@ -227,6 +269,10 @@ class E2eEnv {
   std::vector<std::pair<std::string, std::string>> controller_env_;
   std::vector<std::pair<std::string, std::string>> agent_env_;
   std::vector<std::string> agent_flags_ = {"--min-interval", "0.5", "--max-interval", "5"};
+  std::vector<std::string> controller_security_ = {"--insecure"};
+  std::vector<std::string> agent_security_ = {"--insecure"};
+  std::string client_token_;
+  client::TlsOptions client_tls_;
   std::unique_ptr<client::Client> client_;
   int config_count_ = 0;
 };
