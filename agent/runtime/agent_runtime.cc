@@ -293,9 +293,12 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
     r->set_version(options_.version);
     for (const auto& c : options_.capabilities) r->add_capabilities(c);
     r->set_last_sequence(journal_->last_sequence());
-    bool ok = Write(reg);
+    const bool wrote = Write(reg);
     v1::ControllerMessage msg;
-    ok = ok && stream->Read(&msg) && msg.has_registered();
+    // Read even after a failed Write: a stream the controller ended (e.g. refusing the token)
+    // answers at once, and its status is then Finish()'s.
+    bool drained = !stream->Read(&msg);  // the controller ended the stream
+    bool ok = wrote && !drained && msg.has_registered();
     if (ok) {
       const v1::Registered& reply = msg.registered();
       if (!reply.credential().empty()) StoreCredential(reply.credential());
@@ -323,6 +326,7 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
           commands_.push_back(msg.command());
         }
       }
+      drained = true;
     }
     grpc::Status status;
     {
@@ -333,7 +337,8 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
     {
       absl::MutexLock write(&write_mu_);
       absl::MutexLock lock(&stream_mu_);
-      if (context_ != nullptr) context_->TryCancel();
+      // Cancelling a stream the controller ended would replace its status with CANCELLED.
+      if (context_ != nullptr && !drained) context_->TryCancel();
       status = stream_->Finish();
       stream_.reset();
     }
