@@ -174,7 +174,7 @@ evalctl-agent (TOKEN_FILE: a one-time token from \`evalctl cluster enroll CLUSTE
   evalctl-agent --controller HOST:50051 --tls-ca $dir/ca.crt --token-file TOKEN_FILE ...
   mutual TLS: add --tls-cert $dir/client.crt --tls-key $dir/client.key
 
-evalctl (bearer token in EVALCTL_TOKEN, e.g. EVALCTL_TOKEN=\$(cat ADMIN_TOKEN_FILE)):
+evalctl (token: EVALCTL_TOKEN_FILE=ADMIN_TOKEN_FILE or --token-file; CA: EVALCTL_CA_CERT or --ca-cert):
   evalctl --controller HOST:50051 --ca-cert $dir/ca.crt ...
   mutual TLS: add --client-cert $dir/client.crt --client-key $dir/client.key
 EOF
