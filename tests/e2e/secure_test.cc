@@ -3,6 +3,7 @@
 // agent enrollment, and mutual TLS. Jobs run on node1 (partition debug), never exclusive.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -823,6 +824,81 @@ TEST_F(SecureTest, MutualTlsAdmitsOnlyClientsWithACertificate) {
   auto finished = env_.WaitFinished(submitted->id(), absl::Minutes(3));
   E2E_ASSERT_OK(finished);
   EXPECT_EQ(finished->tasks(0).state(), v1::TASK_STATE_SUCCEEDED) << finished->tasks(0).reason();
+}
+
+// The CLI's token commands against the real controller: an admin creates a user's token into a
+// 0600 file, lists tokens without their secrets, enrolls a cluster, and revokes; the user works
+// with --token-file and $EVALCTL_TOKEN_FILE, may not enroll, and is shut out once revoked.
+TEST_F(SecureTest, CliCreatesListsAndRevokesTokens) {
+  ASSERT_NO_FATAL_FAILURE(StartSecureController());
+  const std::string carol_file = env_.root() + "/carol.token";
+  CliResult create = env_.Cli({"token", "create", "--user", "carol", "--ttl", "30d",
+                               "--description", "carol's laptop", "--output", carol_file});
+  ASSERT_EQ(create.exit_code, 0) << create.err;
+  EXPECT_EQ(create.out, "");
+  EXPECT_THAT(create.err, HasSubstr("for carol (user), expires "));
+  EXPECT_EQ(FileMode(carol_file), 0600);
+  const std::string carol_token(absl::StripAsciiWhitespace(ReadFileOrEmpty(carol_file)));
+  ASSERT_TRUE(absl::StartsWith(carol_token, "evalctl_")) << carol_token;
+  const std::string carol_id = TokenId(carol_token);
+
+  // Without --output the token is alone on stdout.
+  CliResult to_stdout = env_.Cli({"token", "create", "--user", "dave"});
+  ASSERT_EQ(to_stdout.exit_code, 0) << to_stdout.err;
+  EXPECT_TRUE(absl::StartsWith(to_stdout.out, "evalctl_")) << to_stdout.out;
+  EXPECT_EQ(std::count(to_stdout.out.begin(), to_stdout.out.end(), '\n'), 1) << to_stdout.out;
+
+  // Carol, by flag and by environment; her listing shows her token only.
+  CliResult mine = env_.Cli({"--token-file", carol_file, "token", "ls"});
+  ASSERT_EQ(mine.exit_code, 0) << mine.err;
+  EXPECT_THAT(mine.out, HasSubstr(carol_id));
+  EXPECT_THAT(mine.out, HasSubstr("carol's laptop"));
+  EXPECT_THAT(mine.out, Not(HasSubstr("dave")));
+  CliResult runs = env_.Cli({"ls", "runs"}, {{"EVALCTL_TOKEN_FILE", carol_file}});
+  EXPECT_EQ(runs.exit_code, 0) << runs.err;
+  CliResult enroll_denied =
+      env_.Cli({"cluster", "enroll", "eos"}, {{"EVALCTL_TOKEN_FILE", carol_file}});
+  EXPECT_EQ(enroll_denied.exit_code, 1);
+  EXPECT_THAT(enroll_denied.err, HasSubstr("only admins can create enrollment tokens"));
+  // A token file others can read is refused before anything is sent.
+  std::filesystem::permissions(carol_file, std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::add);
+  CliResult open_file = env_.Cli({"--token-file", carol_file, "ls", "runs"});
+  EXPECT_EQ(open_file.exit_code, 2);
+  EXPECT_THAT(open_file.err, HasSubstr("is readable by other users (mode 0640)"));
+  std::filesystem::permissions(carol_file, std::filesystem::perms::group_read,
+                               std::filesystem::perm_options::remove);
+
+  // The admin enrolls a cluster; the listing names everything and shows no secret.
+  const std::string enroll_file = env_.root() + "/eos.token";
+  CliResult enroll = env_.Cli({"cluster", "enroll", "eos", "--ttl", "10m", "-O", enroll_file});
+  ASSERT_EQ(enroll.exit_code, 0) << enroll.err;
+  EXPECT_THAT(enroll.err, HasSubstr("for cluster eos, valid once until "));
+  EXPECT_EQ(FileMode(enroll_file), 0600);
+  const std::string enroll_token(absl::StripAsciiWhitespace(ReadFileOrEmpty(enroll_file)));
+  CliResult all = env_.Cli({"token", "ls", "--all", "--json"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  for (const std::string& needle :
+       {carol_id, TokenId(enroll_token), std::string("\"kind\": \"enrollment\""),
+        std::string("\"cluster\": \"eos\""), std::string("\"user\": \"dave\"")}) {
+    EXPECT_THAT(all.out, HasSubstr(needle));
+  }
+  for (const std::string& token : {carol_token, enroll_token, admin_token_}) {
+    const std::string secret = token.substr(token.rfind('_') + 1);
+    EXPECT_THAT(all.out, Not(HasSubstr(secret)));
+  }
+
+  // Revoked: carol's next call is refused, and says why.
+  CliResult revoke = env_.Cli({"token", "revoke", carol_id});
+  ASSERT_EQ(revoke.exit_code, 0) << revoke.err;
+  EXPECT_THAT(revoke.out, HasSubstr("Revoked " + carol_id + " (user, carol)"));
+  CliResult after = env_.Cli({"--token-file", carol_file, "ls", "runs"});
+  EXPECT_EQ(after.exit_code, 1);
+  EXPECT_THAT(after.err, HasSubstr("was revoked"));
+
+  CliResult bad_ttl = env_.Cli({"token", "create", "--ttl", "soon"});
+  EXPECT_EQ(bad_ttl.exit_code, 2);
+  EXPECT_THAT(bad_ttl.err, HasSubstr("bad --ttl \"soon\""));
 }
 
 }  // namespace
