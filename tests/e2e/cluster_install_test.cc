@@ -114,6 +114,52 @@ TEST_F(ClusterInstallTest, InstallRunsAJobReinstallRestartsUninstallStops) {
                                       /*connected=*/false));
 }
 
+// Against a controller with TLS, `cluster install` (run with an admin's token) creates the
+// agent's one-time enrollment token itself; the agent trades it for its credential and deletes
+// it, and a reinstall enrolls afresh.
+TEST_F(ClusterInstallTest, InstallOnATlsControllerEnrollsTheAgent) {
+  env_.KillController();
+  E2E_ASSERT_OK(env_.MakeCerts());
+  const std::string certs = env_.certs_dir();
+  env_.set_controller_security({"--tls-cert", certs + "/server.crt", "--tls-key",
+                                certs + "/server.key", "--admin-token-file",
+                                env_.admin_token_file()});
+  E2E_ASSERT_OK(env_.StartController());
+  env_.set_client_credentials(env_.admin_token(), {.ca_file = certs + "/ca.crt"});
+  E2E_ASSERT_OK(env_.Connect());
+
+  for (const char* round : {"installed", "upgraded"}) {
+    SCOPED_TRACE(round);
+    CliResult installed = env_.Cli(InstallArgs(), {}, absl::Seconds(120));
+    ASSERT_EQ(installed.exit_code, 0) << installed.err;
+    EXPECT_THAT(installed.err, HasSubstr(absl::StrCat(round, " the agent of cluster ")));
+    const std::string args = ReadFileOrEmpty(remote_dir_ + "/agent.args");
+    EXPECT_THAT(args, HasSubstr("--tls-ca\n" + remote_dir_ + "/ca.pem\n"));
+    EXPECT_THAT(args, HasSubstr("--token-file\n" + remote_dir_ + "/token\n"));
+    // Registered means enrolled: the one-time token is spent and gone from the headnode.
+    const absl::Time deadline = absl::Now() + absl::Seconds(10);
+    while (std::filesystem::exists(remote_dir_ + "/token") && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    EXPECT_FALSE(std::filesystem::exists(remote_dir_ + "/token"));
+    RunsAJob(absl::StrCat("over-tls-", round));
+  }
+  auto tokens = env_.client().ListTokens(
+      [] { v1::ListTokensRequest r; r.set_user("*"); return r; }());
+  E2E_ASSERT_OK(tokens);
+  int enrollments = 0, live_agents = 0;
+  for (const v1::TokenInfo& t : tokens->tokens()) {
+    if (t.kind() == v1::TOKEN_KIND_ENROLLMENT) {
+      ++enrollments;
+      EXPECT_TRUE(t.used()) << t.ShortDebugString();
+      EXPECT_EQ(t.cluster(), env_.cluster());
+    }
+    if (t.kind() == v1::TOKEN_KIND_AGENT && !t.revoked()) ++live_agents;
+  }
+  EXPECT_EQ(enrollments, 2);
+  EXPECT_EQ(live_agents, 1);  // the reinstall's credential replaced the first one
+}
+
 TEST_F(ClusterInstallTest, UnknownHostKeyStopsTheInstallBeforeAnythingIsSent) {
   std::vector<std::string> args = InstallArgs();
   args[8] = sshd_->dir() + "/empty_known_hosts";  // --known-hosts
