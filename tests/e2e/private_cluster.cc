@@ -8,8 +8,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/clock.h"
 #include "common/subprocess.h"
 #include "gtest/gtest.h"
@@ -27,6 +32,37 @@ absl::Status RunClusterScript(const std::vector<std::pair<std::string, std::stri
                                             "): ", r->stdout_data, r->stderr_data));
   }
   return absl::OkStatus();
+}
+
+// Daemons (Slurm's, munged, mariadbd) whose command line or environment names `state_dir`
+// (slurmd and friends find it through SLURM_CONF, munged and mariadbd through their flags):
+// "pid: argv" each. The guard of the instance is not one.
+std::vector<std::string> ProcessesOf(const std::string& state_dir) {
+  std::vector<std::string> found;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string pid = entry.path().filename().string();
+    if (pid.find_first_not_of("0123456789") != std::string::npos ||
+        pid == std::to_string(::getpid())) {
+      continue;
+    }
+    auto slurp = [&](const char* name) {
+      std::ifstream in(entry.path() / name, std::ios::binary);
+      return std::string((std::istreambuf_iterator<char>(in)), {});
+    };
+    const std::string cmdline = slurp("cmdline");
+    if (cmdline.empty()) continue;  // a kernel thread or a zombie
+    std::string comm = slurp("comm");
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    if (comm != "slurmctld" && comm != "slurmd" && comm != "slurmdbd" && comm != "slurmstepd" &&
+        comm != "slurmscriptd" && comm != "munged" && comm != "mariadbd" && comm != "mysqld") {
+      continue;
+    }
+    if (absl::StrContains(cmdline, state_dir) || absl::StrContains(slurp("environ"), state_dir)) {
+      found.push_back(absl::StrCat(pid, ": ", absl::StrReplaceAll(cmdline, {{std::string(1, '\0'), " "}})));
+    }
+  }
+  return found;
 }
 
 }  // namespace
@@ -122,6 +158,11 @@ absl::Status PrivateCluster::Stop() {
   if (r->exit_code != 3) {
     return absl::InternalError(
         absl::StrCat("daemons of ", state_dir_, " left after stop: ", r->stdout_data));
+  }
+  // Not only what the script knows of: no process at all may still use this instance.
+  if (std::vector<std::string> left = ProcessesOf(state_dir_); !left.empty()) {
+    return absl::InternalError(absl::StrCat("processes of ", state_dir_, " left after stop: ",
+                                            absl::StrJoin(left, "; ")));
   }
   return stopped;
 }
