@@ -19,7 +19,7 @@ step "dependencies"
 ./deploy/install-deps.sh
 
 step "build ($build_dir)"
-cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEVALCTL_WERROR=ON >/dev/null
 cmake --build "$build_dir" -j2
 
 step "local Slurm cluster"
