@@ -22,6 +22,10 @@ google::protobuf::Timestamp Ts(absl::Time t) {
   return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
 }
 
+// What an agent sends (ids, names, messages) is written into log lines only through this: a
+// hostile agent must not be able to forge log lines or send terminal escapes.
+std::string Esc(absl::string_view agent_supplied) { return absl::CHexEscape(agent_supplied); }
+
 bool IsTerminal(v1::TaskState s) {
   return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED ||
          s == v1::TASK_STATE_CANCELLED || s == v1::TASK_STATE_BUDGET_EXHAUSTED;
@@ -220,7 +224,8 @@ absl::StatusOr<std::string> ControllerCore::Route(const std::string& hostname,
   std::vector<std::string> connected;
   for (const auto& [id, a] : agents_) {
     if (a.link != nullptr) {
-      connected.push_back(absl::StrCat(a.cluster.name(), " (user ", a.cluster.unix_user(), ")"));
+      connected.push_back(
+          absl::StrCat(Esc(a.cluster.name()), " (user ", Esc(a.cluster.unix_user()), ")"));
     }
     if (!SameHost(a.cluster, hostname) || a.cluster.unix_user() != username) continue;
     if (a.link != nullptr) return id;
@@ -337,7 +342,7 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
   RETURN_IF_ERROR(created);
   metrics_->InvocationSubmitted(static_cast<int>(spec.tasks.size()));
   LOG(INFO) << "invocation=" << id << " owner=" << caller.user << " tasks=" << spec.tasks.size()
-            << " cluster=" << cluster.name() << " agent=" << agent_id;
+            << " cluster=" << Esc(cluster.name()) << " agent=" << Esc(agent_id);
   {
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < inv.tasks.size(); ++i) {
@@ -693,7 +698,8 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
     absl::MutexLock lock(&mu_);
     AgentState& a = agents_[reg.agent_id()];
     if (a.link != nullptr && a.link != link) {
-      LOG(WARNING) << "agent=" << reg.agent_id() << " connected again; the older stream is replaced";
+      LOG(WARNING) << "agent=" << Esc(reg.agent_id())
+                   << " connected again; the older stream is replaced";
     }
     a.cluster = cluster;
     a.link = link;
@@ -742,8 +748,8 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
                    "the controller restarted before the cluster's agent took the task, and the "
                    "task's secret values are never stored; submit the invocation again");
   }
-  LOG(INFO) << "agent=" << reg.agent_id() << " cluster=" << reg.cluster()
-            << " user=" << reg.unix_user() << " version=" << reg.version()
+  LOG(INFO) << "agent=" << Esc(reg.agent_id()) << " cluster=" << Esc(reg.cluster())
+            << " user=" << Esc(reg.unix_user()) << " version=" << Esc(reg.version())
             << " connected; last applied event " << last_applied;
   v1::Registered out;
   out.set_last_applied_sequence(last_applied);
@@ -807,7 +813,7 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
       // The status only: an event never changes the SubmitTask (the bulk of a stored task).
       auto stored = store_->GetTaskStatus(ev.task_id());
       if (!stored.ok() || stored->agent_id != agent_id) {
-        LOG(WARNING) << "agent=" << agent_id << " reported on task " << ev.task_id()
+        LOG(WARNING) << "agent=" << Esc(agent_id) << " reported on task " << Esc(ev.task_id())
                      << ", which it was not given; ignored";
         continue;
       }
@@ -898,7 +904,8 @@ void ControllerCore::AgentCommandResult(const std::string& agent_id,
       return;
     default:
       if (!status.ok()) {
-        LOG(WARNING) << "agent=" << agent_id << " task=" << pending.task_id << ": " << status;
+        LOG(WARNING) << "agent=" << Esc(agent_id) << " task=" << Esc(pending.task_id) << ": "
+                     << Esc(status.ToString());
       }
       return;
   }
@@ -927,7 +934,7 @@ void ControllerCore::AgentDisconnected(const std::string& agent_id, AgentLink* l
     }
   }
   for (auto& done : failed_reads) done(absl::UnavailableError("the agent disconnected"));
-  LOG(WARNING) << "agent=" << agent_id << " disconnected";
+  LOG(WARNING) << "agent=" << Esc(agent_id) << " disconnected";
 }
 
 void ControllerCore::Tick() {

@@ -6,6 +6,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "controller/core/sqlite_store.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -239,6 +244,84 @@ TEST_F(ControllerCoreTest, CancelBeforeDeliveryAndAfter) {
   EXPECT_EQ(cancels[0].cancel_task().task_id(), t0);
   EXPECT_TRUE(core_->GetTask(alice_, t0)->cancel_requested());
   EXPECT_EQ(core_->GetTask(alice_, t1)->state(), v1::TASK_STATE_CANCELLED);
+}
+
+// A hostile agent's ids and messages reach the log escaped: no forged lines, no terminal escapes.
+TEST_F(ControllerCoreTest, AgentSuppliedStringsAreEscapedInLogLines) {
+  const std::string forged = "\nW2026-01-01T00:00:00.000Z forged.cc:1] forged line\x1b[2J\x1b]0;t\x07";
+  const std::string agent = "agent-a" + forged;
+  RecordingLink link, other;
+  ::testing::internal::CaptureStderr();
+  {
+    v1::Register reg;
+    reg.set_agent_id(agent);
+    reg.set_cluster("clusterA");
+    reg.set_unix_user("alice");
+    reg.set_version("v" + forged);
+    ASSERT_TRUE(core_->AgentConnected(reg, &link).ok());
+    reg.set_agent_id("agent-b");
+    reg.set_cluster("clusterB" + forged);
+    reg.set_unix_user("bob" + forged);
+    ASSERT_TRUE(core_->AgentConnected(reg, &other).ok());
+  }
+  // A config for a cluster nobody serves: the error lists the connected ones, escaped.
+  auto unrouted = Submit("req-0", absl::StrReplaceAll(kConfig, {{"hostname: clusterA",
+                                                                 "hostname: clusterC"}}));
+  ASSERT_EQ(unrouted.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(unrouted.status().message(),
+              HasSubstr(absl::StrCat("clusterB", absl::CHexEscape(forged), " (user bob",
+                                     absl::CHexEscape(forged), ")")));
+  EXPECT_THAT(unrouted.status().message(), Not(HasSubstr("\x1b")));
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string t0 = r->invocation().tasks(0).id();
+  // An event for a task the agent was not given: a warning naming it.
+  ASSERT_TRUE(core_->AgentEvents(agent, TaskEvents(1, "no-such-task" + forged,
+                                                  {v1::TASK_STATE_RUNNING}))
+                  .ok());
+  // A failed cancel: a warning with the agent's message.
+  ASSERT_TRUE(core_->AgentEvents(agent, TaskEvents(2, t0, {v1::TASK_STATE_QUEUED})).ok());
+  ASSERT_TRUE(core_->Cancel(alice_, r->invocation().id()).ok());
+  auto cancels = link.Commands(v1::Command::kCancelTask);
+  ASSERT_EQ(cancels.size(), 1u);
+  v1::CommandResult result;
+  result.set_command_id(cancels[0].command_id());
+  result.set_code(static_cast<int>(absl::StatusCode::kInternal));
+  result.set_message("scancel failed" + forged);
+  core_->AgentCommandResult(agent, result);
+  RecordingLink second;  // the same agent connects again: the older stream is replaced
+  {
+    v1::Register reg;
+    reg.set_agent_id(agent);
+    reg.set_cluster("clusterA");
+    reg.set_unix_user("alice");
+    ASSERT_TRUE(core_->AgentConnected(reg, &second).ok());
+  }
+  core_->AgentDisconnected(agent, &second);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+
+  EXPECT_THAT(log, Not(HasSubstr("\x1b"))) << log;
+  EXPECT_THAT(log, Not(HasSubstr("\x07"))) << log;
+  const std::string escaped = absl::CHexEscape(forged);
+  EXPECT_THAT(log, HasSubstr("agent=agent-a" + escaped + " cluster=clusterA user=alice version=v" +
+                             escaped + " connected"));
+  EXPECT_THAT(log, HasSubstr("agent=agent-b cluster=clusterB" + escaped + " user=bob" + escaped +
+                             " version=v" + escaped + " connected"));
+  EXPECT_THAT(log, HasSubstr("reported on task no-such-task" + escaped + ", which it was not "
+                             "given; ignored"));
+  EXPECT_THAT(log, HasSubstr("INTERNAL: scancel failed" + escaped));
+  EXPECT_THAT(log, HasSubstr("agent=agent-a" + escaped + " connected again"));
+  EXPECT_THAT(log, HasSubstr("agent=agent-a" + escaped + " disconnected"));
+  // Every line is one of the logger's own; none is the forged one.
+  int lines = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    ++lines;
+    EXPECT_TRUE(line.size() > 5 && std::string("DIWEF").find(line[0]) != std::string::npos &&
+                absl::ascii_isdigit(line[1]))
+        << "not a log line: " << line;
+    EXPECT_FALSE(absl::StartsWith(line, "W2026-01-01T00:00:00.000Z forged.cc")) << line;
+  }
+  EXPECT_GE(lines, 5);
 }
 
 TEST_F(ControllerCoreTest, TasksWaitForADisconnectedAgentThenFail) {

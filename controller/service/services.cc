@@ -389,6 +389,7 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
       }
       absl::StatusOr<std::string> credential = CheckIdentity(msg.register_());
       if (!credential.ok()) {
+        // The message quotes agent-supplied values only through CHexEscape (CheckIdentity).
         LOG(WARNING) << "agent stream refused: " << credential.status().message();
         return FinishOnce(ToGrpcStatus(credential.status()));
       }
@@ -410,7 +411,8 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
       case v1::AgentMessage::kEvents: {
         auto ack = core_->AgentEvents(agent_id_, msg.events());
         if (!ack.ok()) {
-          LOG(ERROR) << "agent=" << agent_id_ << " events not applied: " << ack.status();
+          LOG(ERROR) << "agent=" << absl::CHexEscape(agent_id_)
+                     << " events not applied: " << absl::CHexEscape(ack.status().ToString());
           return FinishOnce(ToGrpcStatus(ack.status()));
         }
         v1::ControllerMessage reply;
@@ -450,7 +452,8 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
       return absl::InvalidArgumentError("Register needs agent_id (at most 128 characters)");
     }
     ASSIGN_OR_RETURN(IssuedToken issued, tokens_->Enroll(principal_, reg.agent_id()));
-    LOG(INFO) << "agent=" << reg.agent_id() << " of cluster " << reg.cluster()
+    LOG(INFO) << "agent=" << absl::CHexEscape(reg.agent_id()) << " of cluster "
+              << absl::CHexEscape(reg.cluster())
               << " enrolled; credential " << issued.info.token_id();
     // From here on this stream acts with the new credential.
     principal_.kind = TokenKind::kAgent;
