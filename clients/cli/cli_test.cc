@@ -2,10 +2,15 @@
 // JSON and CSV they print, ids passed through as typed, streams, exit codes.
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <random>
+#include <set>
 #include <sstream>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -672,6 +677,127 @@ TEST_F(CliTest, DryRunStillWorksWithoutAController) {
   EXPECT_THAT(out_.str(), StartsWith("# Resolved configuration (secrets redacted)\n"));
   EXPECT_THAT(out_.str(), HasSubstr("#!/bin/bash"));
   EXPECT_TRUE(service().submissions().empty());
+}
+
+// Sets an environment variable for one test and restores it afterwards.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    ::setenv(name, value.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (old_) {
+      ::setenv(name_, old_->c_str(), 1);
+    } else {
+      ::unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// The complete example of the seed documentation (NEL's Slurm executor page, the YAML block with
+// a `defaults:` list and HF_TOKEN), from the repository's copy of that page.
+std::string SeedCompleteExample() {
+  std::ifstream in(fs::path(EVALCTL_SOURCE_DIR) / "controller/config/testdata/seed/slurm-executor.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string doc = ss.str();
+  std::string found;
+  for (size_t at = doc.find("```yaml\n"); at != std::string::npos;
+       at = doc.find("```yaml\n", at + 1)) {
+    const size_t start = at + 8;
+    const size_t end = doc.find("```", start);
+    if (end == std::string::npos) break;
+    const std::string block = doc.substr(start, end - start);
+    if (absl::StrContains(block, "defaults:") && absl::StrContains(block, "${oc.env:HF_TOKEN}")) {
+      EXPECT_TRUE(found.empty()) << "two complete examples in the seed";
+      found = block;
+    }
+  }
+  return found;
+}
+
+// `evalctl run --dry-run --render-dir DIR` on the seed's complete example, with HF_TOKEN set: the
+// files land in DIR (config.yaml, and <task>/run.sub with its sbatch environment listing per task)
+// and the token's value is in none of them, nor on stdout or stderr, as text, hex or base64.
+TEST_F(CliTest, DryRunRenderDirWritesTheJobsOfTheSeedExampleWithoutTheSecret) {
+  const std::string example = SeedCompleteExample();
+  ASSERT_THAT(example, HasSubstr("HF_TOKEN: ${oc.env:HF_TOKEN}"));
+  std::string token = "hf_";
+  std::mt19937_64 rng(std::random_device{}());
+  const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  for (int i = 0; i < 34; ++i) token += alphabet[rng() % (sizeof(alphabet) - 1)];
+  ScopedEnv hf_token("HF_TOKEN", token);
+  ScopedEnv user("USER", "alice");
+  const std::string config = (dir_ / "slurm_llama_3_1_8b_instruct.yaml").string();
+  std::ofstream(config) << example;
+  const fs::path render_dir = dir_ / "rendered";
+
+  ASSERT_EQ(RunApp({"evalctl", "--controller", "127.0.0.1:1", "run", "--config", config,
+                    "--dry-run", "--render-dir", render_dir.string()},
+                   io()),
+            kExitOk)
+      << err_.str();
+  EXPECT_TRUE(service().submissions().empty());
+
+  // Exactly these files.
+  std::set<std::string> files;
+  for (const fs::directory_entry& e : fs::recursive_directory_iterator(render_dir)) {
+    if (e.is_regular_file()) files.insert(fs::relative(e.path(), render_dir).string());
+  }
+  const std::vector<std::string> tasks = {"hellaswag", "arc_challenge", "winogrande"};
+  std::set<std::string> expected = {"config.yaml"};
+  for (const std::string& t : tasks) {
+    expected.insert(t + "/run.sub");
+    expected.insert(t + "/env");
+  }
+  EXPECT_EQ(files, expected);
+
+  auto read = [](const fs::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  const std::string config_yaml = read(render_dir / "config.yaml");
+  EXPECT_THAT(config_yaml, HasSubstr("hf_model_handle: meta-llama/Llama-3.1-8B-Instruct"));
+  EXPECT_THAT(config_yaml, HasSubstr("HF_TOKEN: <secret> from $HF_TOKEN"));
+  for (const std::string& t : tasks) {
+    SCOPED_TRACE(t);
+    const std::string script = read(render_dir / t / "run.sub");
+    EXPECT_THAT(script, StartsWith("#!/bin/bash\n#SBATCH --time=04:00:00\n"));
+    EXPECT_THAT(script, HasSubstr("#SBATCH --account=your_account\n"));
+    EXPECT_THAT(script, HasSubstr("#SBATCH --partition=gpu\n"));
+    EXPECT_THAT(script, HasSubstr("#SBATCH --gpus-per-node=8\n"));
+    EXPECT_THAT(script, HasSubstr(absl::StrCat("/", t, "/logs/slurm-%j.log\n")));
+    EXPECT_THAT(script, HasSubstr("vllm serve meta-llama/Llama-3.1-8B-Instruct "));
+    // The token travels by name: sbatch's environment, exported in the deployment step.
+    EXPECT_THAT(script, HasSubstr("export HF_TOKEN=\"${EVALCTL_SECRET_DEP_HF_TOKEN}\"\n"));
+    EXPECT_NE(fs::status(render_dir / t / "run.sub").permissions() & fs::perms::owner_exec,
+              fs::perms::none);
+    EXPECT_EQ(read(render_dir / t / "env"), "EVALCTL_SECRET_DEP_HF_TOKEN=<secret>\n");
+    // Each script is on stdout too.
+    EXPECT_THAT(out_.str(), HasSubstr(script));
+  }
+  EXPECT_THAT(out_.str(), HasSubstr(absl::StrCat("# Written to ", render_dir.string(), "\n")));
+
+  // The token's value, anywhere.
+  const std::vector<std::string> forms = {token, absl::BytesToHexString(token),
+                                          absl::Base64Escape(token)};
+  std::vector<std::pair<std::string, std::string>> outputs = {{"stdout", out_.str()},
+                                                              {"stderr", err_.str()}};
+  for (const std::string& f : files) outputs.emplace_back(f, read(render_dir / f));
+  for (const auto& [name, text] : outputs) {
+    for (const std::string& form : forms) {
+      EXPECT_THAT(text, Not(HasSubstr(form))) << name << " holds the token";
+    }
+  }
 }
 
 }  // namespace

@@ -338,8 +338,10 @@ void MergeInto(Node& base, const Node& overlay) {
     }
     return;
   }
-  // A `???` does not replace a value (OmegaConf keeps the destination's).
-  if (overlay.IsMissing() && !base.IsNull() && !(base.IsMap() && base.size() == 0)) return;
+  // A `???` replaces nothing that is already there, not even null or `{}`: OmegaConf 2.2 keeps
+  // the destination's value (so `defaults: [_self_, deployment: vllm]` with the user's
+  // `checkpoint_path: null` keeps the null, as in Hydra).
+  if (overlay.IsMissing()) return;
   base = overlay;
 }
 

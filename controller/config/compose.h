@@ -7,7 +7,8 @@
 // Order, as in Hydra 1.1+ with NEL's root config: the root `default.yaml` (its own values), then
 // each entry of the user's defaults list (groups under their package, e.g. deployment/vllm.yaml
 // under `deployment:`), `_self_` (the user's file; last when not listed), then overrides in order.
-// OmegaConf merge rules: maps merge, lists and scalars replace, `???` does not replace a value.
+// OmegaConf merge rules (see MergeInto): maps merge, lists and scalars replace, `???` does not
+// replace a value.
 // Pure functions; thread-safe.
 #pragma once
 
@@ -31,7 +32,22 @@ struct ComposeInput {
   GroupFiles user_groups;
 };
 
-// Merges `overlay` into `base` (OmegaConf.merge semantics).
+// Merges `overlay` into `base` (OmegaConf.merge semantics): maps merge key by key, lists and
+// scalars replace, null replaces anything and anything replaces null, `???` replaces nothing that
+// is there (not null, not `{}`), and interpolations are kept as text (they are resolved after
+// composition, so `${a}` sees the final value of `a`). MergeTest.AgreesWithOmegaConf compares
+// this with OmegaConf 2.2 itself.
+//
+// Deliberate differences from OmegaConf 2.2 (MergeTest.DeliberateDifferencesFromOmegaConf):
+//  * A map merged over an interpolation that refers to a map replaces the interpolation.
+//    OmegaConf first copies the referenced map there and merges into the copy; evalctl resolves
+//    only after composition, and copying at merge time would freeze the referenced map as it was
+//    at that point of the defaults list.
+//  * A map merged over a list, or a list over a map, replaces it; OmegaConf raises
+//    ConfigTypeError ("Cannot merge DictConfig with ListConfig") without saying where. The schema
+//    check then reports the wrong type with the key path and the line that wrote it.
+//  * Only an unquoted `???` is the MISSING marker (Node::IsMissing); `'???'` is the string.
+//    OmegaConf treats both as MISSING.
 void MergeInto(Node& base, const Node& overlay);
 
 absl::StatusOr<Node> Compose(const ComposeInput& input, const GroupFiles& builtin_groups);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -30,6 +31,18 @@ bool IsSafeTaskName(absl::string_view s) {
   if (s.empty() || s == "." || s == ".." || s.size() > 128) return false;
   for (char c : s) {
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') {
+      return false;
+    }
+  }
+  return true;
+}
+
+// One word that bash reads as written: no quoting, expansion, globbing, operator or whitespace.
+bool IsShellWord(absl::string_view s) {
+  if (s.empty() || s[0] == '~' || s[0] == '=') return false;
+  for (char c : s) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) &&
+        !absl::StrContains("._-/:@+=,%", c)) {
       return false;
     }
   }
@@ -143,7 +156,11 @@ MountList Mounts(Reader& r, const std::string& path) {
   const Node* map = r.Get(path);
   if (map == nullptr || !map->IsMap()) return out;
   for (const auto& [host, container] : map->entries()) {
-    std::string key_path = JoinPath(path, host);
+    // A host path with a newline or tab is shown escaped, so that the message stays one line.
+    const bool control = std::any_of(host.begin(), host.end(), [](char c) {
+      return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+    });
+    std::string key_path = JoinPath(path, control ? absl::CHexEscape(host) : host);
     r.AbsolutePath(key_path, host, &container);
     if (!container.IsScalar() || container.text().empty()) {
       r.problems().Add(&container, key_path, "needs a container path (host_path: /container/path)");
@@ -453,6 +470,20 @@ void ReadDeployment(Reader& r, const Execution& e, const Environment& env, Deplo
   if (d.served_model_name.empty()) {
     d.served_model_name = d.hf_model_handle.value_or(d.checkpoint_path ? "/checkpoint" : "model");
   }
+  // The deployment commands write these two unquoted (`vllm serve ${select_not_null:
+  // deployment.hf_model_handle,/checkpoint} ... --served-model-name
+  // ${deployment.served_model_name}`), as NEL's do: a value that bash would split, expand or
+  // execute there is refused rather than run.
+  for (const char* key : {"deployment.hf_model_handle", "deployment.served_model_name"}) {
+    const Node* n = r.Get(key);
+    if (n == nullptr || !n->IsScalar() || IsShellWord(n->text())) continue;
+    p.Add(n, key,
+          absl::StrCat("\"", absl::CHexEscape(n->text()),
+                       "\" is not a model id that can go into deployment.command: use one word of "
+                       "letters, digits and . _ - / : @ + = , % (e.g. meta-llama/Llama-3.1-8B-"
+                       "Instruct); it is written there unquoted, so spaces, quotes, $, `, ; and "
+                       "the like would be read by the shell"));
+  }
   // 0: the job picks a port when it starts (EVALCTL_SERVER_PORT), for nodes several jobs share.
   d.port = r.Bounded("deployment.port", 8000, 0, 65535);
   d.tensor_parallel_size = r.Bounded("deployment.tensor_parallel_size", 1, 1, 1024);
@@ -519,10 +550,12 @@ void ReadTasks(Reader& r, const LoadRequest& request, const Catalog& catalog,
       std::string message = absl::StrCat("task \"", task.name, "\" is not in the task catalog");
       if (auto near = NearestName(task.name, catalog.Names())) {
         absl::StrAppend(&message, "; did you mean ", *near, "?");
+      } else {
+        absl::StrAppend(&message, ".");
       }
       absl::StrAppend(&message, " A task outside the catalog needs its own command",
                       e.container_runtime == "pyxis" ? " and container" : "",
-                      " (evalctl ls tasks lists the catalog)");
+                      " (`evalctl ls tasks` lists the catalog).");
       p.Add(r.Get(base + ".name"), base + ".name", message);
       continue;
     }

@@ -139,6 +139,43 @@ TEST(LoadInvocationTest, TaskFilter) {
   EXPECT_EQ(spec->tasks[0].index, 1);
 }
 
+// `-t name.N` picks one of several tasks with the same name by its directory name (its index in
+// evaluation.tasks); `-t name` keeps all of them.
+TEST(LoadInvocationTest, TaskFilterByDuplicateTaskDirectoryName) {
+  LoadRequest req;
+  req.yaml = kBase;
+  req.overrides = {"evaluation.tasks=[{name: a, command: x}, {name: b, command: y}, "
+                   "{name: a, command: z}]"};
+  req.task_filter = {"a.2"};
+  auto spec = LoadInvocation(req);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->tasks.size(), 1u);
+  EXPECT_EQ(spec->tasks[0].dir_name, "a.2");
+  EXPECT_EQ(spec->tasks[0].index, 2);
+  EXPECT_EQ(spec->tasks[0].command, "z");
+
+  req.task_filter = {"a"};
+  spec = LoadInvocation(req);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->tasks.size(), 2u);
+  EXPECT_EQ(spec->tasks[0].dir_name, "a.0");
+  EXPECT_EQ(spec->tasks[1].dir_name, "a.2");
+
+  req.task_filter = {"a.0", "b"};
+  spec = LoadInvocation(req);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_EQ(spec->tasks.size(), 2u);
+  EXPECT_EQ(spec->tasks[0].dir_name, "a.0");
+  EXPECT_EQ(spec->tasks[1].dir_name, "b");
+
+  // An index that is not one of the name's: listed with the directory names there are.
+  req.task_filter = {"a.1"};
+  spec = LoadInvocation(req);
+  ASSERT_FALSE(spec.ok());
+  EXPECT_THAT(spec.status().message(),
+              HasSubstr("-t a.1: no task with that name (tasks: a.0, b, a.2)"));
+}
+
 TEST(LoadInvocationTest, EnvPrecedenceAndPrefixes) {
   std::string yaml = std::string(kBase) + R"(env_vars:
   A: top
@@ -283,8 +320,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"task_not_in_catalog", Base("    - name: custom\n      command: echo hi\n",
                                             "    - name: hellaswg\n"),
                 {"execution.container_runtime=pyxis"},
-                {"evaluation.tasks.0.name: task \"hellaswg\" is not in the task catalog",
-                 "did you mean hellaswag?"}},
+                {"evaluation.tasks.0.name: task \"hellaswg\" is not in the task catalog; did "
+                 "you mean hellaswag? A task outside the catalog needs its own command and "
+                 "container (`evalctl ls tasks` lists the catalog)."}},
+        BadCase{"task_not_in_catalog_no_suggestion",
+                Base("    - name: custom\n      command: echo hi\n", "    - name: zzqqxxww\n"),
+                {},
+                {"evaluation.tasks.0.name: task \"zzqqxxww\" is not in the task catalog. A task "
+                 "outside the catalog needs its own command (`evalctl ls tasks` lists the "
+                 "catalog)."}},
         BadCase{"task_without_name", Base("    - name: custom\n", "    - container: x\n"), {},
                 {"evaluation.tasks.0.name: every task needs a name"}},
         BadCase{"hostile_task_name", "", {"evaluation.tasks.0.name=../../etc"},

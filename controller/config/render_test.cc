@@ -23,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "common/subprocess.h"
+#include "controller/config/loader.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -41,6 +42,14 @@ constexpr char kDepSecret[] = "ngc_DEP_SECRET_do_not_leak";
 constexpr char kHostile[] =
     "it's \"q\" $(touch /tmp/evalctl_pwned) `touch /tmp/evalctl_pwned2` ; rm -rf / ; $HOME ${X} "
     "\\n \\ 'x' \n second line\twith tab  &  | > /tmp/evalctl_pwned3 # not a comment";
+// The same on one line, for values that must be one line (images, URLs, #SBATCH values).
+constexpr char kHostileLine[] =
+    "it's \"q\" $(touch /tmp/evalctl_pwned) `touch /tmp/evalctl_pwned2` ; rm -rf / ; $HOME ${X} "
+    "\\n \\ 'x' &  | > /tmp/evalctl_pwned3 # not a comment";
+// An absolute path with what a path may hold: no newline, no `,` or `:` (pyxis's mount
+// separators), no backslash (it turns off %-substitution in Slurm's --output).
+constexpr char kHostilePath[] =
+    "/lustre/it's \"q\" $(touch evalctl_pwned) `touch evalctl_pwned2` ; $HOME ${X} & | > x # y";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -215,6 +224,69 @@ void ExpectBashParses(const std::string& script, absl::string_view what) {
   EXPECT_EQ(r->exit_code, 0) << what << ": bash -n:\n" << r->stderr_data;
 }
 
+// The words that follow `prefix` at the start of the script's (indented) lines where a
+// single-quoted word follows it (`--container-image='...' \`, `export NAME='...'`), decoded by
+// bash itself.
+std::vector<std::string> QuotedWordsAfter(const std::string& script, absl::string_view prefix) {
+  std::vector<std::string> out;
+  for (absl::string_view line : absl::StrSplit(script, '\n')) {
+    absl::string_view rest = absl::StripLeadingAsciiWhitespace(line);
+    if (!absl::ConsumePrefix(&rest, prefix)) continue;
+    if (!absl::StartsWith(rest, "'")) continue;
+    absl::ConsumeSuffix(&rest, " \\");
+    auto r = RunSubprocess({.argv = {"bash", "-c", absl::StrCat("printf '%s\\0' ", rest)}});
+    EXPECT_TRUE(r.ok() && r->exit_code == 0) << rest;
+    if (!r.ok()) continue;
+    std::vector<std::string> words = absl::StrSplit(r->stdout_data, '\0');
+    EXPECT_EQ(words.size(), 2u) << "more than one word after " << prefix << ": " << rest;
+    out.push_back(words[0]);
+  }
+  return out;
+}
+
+// The comma-separated entries of every pyxis --container-mounts list in the script.
+std::vector<std::string> MountEntries(const std::string& script) {
+  std::vector<std::string> out;
+  for (const std::string& list : QuotedWordsAfter(script, "--container-mounts=")) {
+    for (absl::string_view entry : absl::StrSplit(list, ',')) out.emplace_back(entry);
+  }
+  return out;
+}
+
+// The value of `#SBATCH --<option>=...` as sbatch reads it (render.cc, "#SBATCH lines"): `"` and
+// `'` quote, `\` escapes (also inside quotes), an unquoted `#` or blank ends the value. Empty when
+// the option is absent; "<garbage>" when more follows the value.
+std::string SbatchOption(const std::string& script, absl::string_view option) {
+  const std::string prefix = absl::StrCat("#SBATCH --", option, "=");
+  for (absl::string_view line : absl::StrSplit(script, '\n')) {
+    if (!absl::ConsumePrefix(&line, prefix)) continue;
+    std::string value;
+    char quote = 0;
+    size_t i = 0;
+    for (; i < line.size(); ++i) {
+      const char c = line[i];
+      if (c == '\\' && i + 1 < line.size()) {
+        value += line[++i];
+      } else if (quote != 0) {
+        if (c == quote) {
+          quote = 0;
+        } else {
+          value += c;
+        }
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '#' || c == ' ' || c == '\t') {
+        break;
+      } else {
+        value += c;
+      }
+    }
+    if (quote != 0 || !absl::StripAsciiWhitespace(line.substr(i)).empty()) return "<garbage>";
+    return value;
+  }
+  return "";
+}
+
 struct Case {
   std::string name;
   InvocationSpec spec;
@@ -318,8 +390,16 @@ TEST(RenderTest, EveryScriptPassesShellcheckAndBashN) {
   }
 }
 
+// Every string of the spec that reaches the script, hostile: the script still parses, passes
+// shellcheck, and holds each value as a literal that bash (or sbatch) reads back byte for byte.
+// Values that cannot be rendered (a newline in a one-line value, a mount separator in a path)
+// are refused, naming the key: RenderTest.InvalidInputNamesTheKey. extra_args and
+// hf_model_handle reach the script only through deployment.command (the loader interpolates
+// them there): ConfigToScriptTest.HostileValuesAreRefusedByKeyOrRenderedLiterally.
 TEST(RenderTest, HostileScriptsPassShellcheckAndBashN) {
   for (const char* runtime : {"pyxis", "none"}) {
+    SCOPED_TRACE(runtime);
+    const bool pyxis = std::string(runtime) == "pyxis";
     InvocationSpec spec = MakeSpec("generic", runtime);
     spec.deployment.command = kHostile;
     spec.deployment.pre_cmd = kHostile;
@@ -330,10 +410,69 @@ TEST(RenderTest, HostileScriptsPassShellcheckAndBashN) {
     spec.tasks[0].name = kHostile;
     spec.tasks[0].env_vars.push_back(Literal("HOSTILE", kHostile));
     spec.execution.deployment_mounts = {{"/lustre/it's $(x) `y`", "/mnt/a b"}};
+    spec.deployment.image = kHostileLine;
+    spec.deployment.extra_args = kHostile;
+    spec.deployment.hf_model_handle = kHostile;
+    const std::string checkpoint = absl::StrCat(kHostilePath, "/ckpt");
+    const std::string cache = absl::StrCat(kHostilePath, "/cache");
+    const std::string eval_mount = absl::StrCat(kHostilePath, "/data");
+    const std::string eval_target = "/mnt/it's $(x) `y` ; # z";
+    const std::string dataset = absl::StrCat(kHostilePath, "/datasets");
+    spec.deployment.checkpoint_path = checkpoint;
+    spec.deployment.cache_path = cache;
+    spec.execution.evaluation_mounts = {{eval_mount, eval_target}};
+    spec.execution.sbatch_extra_flags = {{"exclusive", std::nullopt}, {"constraint", kHostileLine}};
+    spec.execution.sbatch_comment = kHostileLine;
+    spec.execution.partition = kHostileLine;
+    spec.tasks[0].container = kHostileLine;
+    spec.tasks[0].dataset_dir = dataset;
+    spec.execution.output_dir = kHostilePath;
+    auto job = RenderTaskJob(spec, spec.tasks[0], kInvocation,
+                             InvocationRunDir(spec.execution, "20261126_130405", kInvocation));
+    ASSERT_TRUE(job.ok()) << job.status();
+    const std::string& s = job->script;
+    ExpectBashParses(s, runtime);
+    ExpectShellcheckClean(s, runtime);
+
+    EXPECT_THAT(QuotedWordsAfter(s, "RUN_DIR="), ::testing::ElementsAre(job->run_dir));
+    EXPECT_EQ(SbatchOption(s, "chdir"), job->run_dir);
+    EXPECT_EQ(SbatchOption(s, "output"), absl::StrCat(job->run_dir, "/logs/slurm-%j.log"));
+    EXPECT_EQ(SbatchOption(s, "constraint"), kHostileLine);
+    EXPECT_EQ(SbatchOption(s, "comment"), kHostileLine);
+    EXPECT_EQ(SbatchOption(s, "partition"), kHostileLine);
+    EXPECT_THAT(s, HasSubstr(absl::StrCat("export HOSTILE=", ShellQuote(kHostile), "\n")));
+    EXPECT_THAT(s, HasSubstr(ShellQuote(kHostile)));
+    if (pyxis) {
+      EXPECT_THAT(QuotedWordsAfter(s, "--container-image="),
+                  ::testing::ElementsAre(kHostileLine, kHostileLine));
+      const std::vector<std::string> mounts = MountEntries(s);
+      EXPECT_THAT(mounts, ::testing::Contains(absl::StrCat(checkpoint, ":/checkpoint:ro")));
+      EXPECT_THAT(mounts, ::testing::Contains(absl::StrCat(cache, ":/cache")));
+      EXPECT_THAT(mounts, ::testing::Contains(absl::StrCat(eval_mount, ":", eval_target)));
+      EXPECT_THAT(mounts, ::testing::Contains(absl::StrCat(dataset, ":/datasets")));
+      EXPECT_THAT(mounts, ::testing::Contains(absl::StrCat(job->run_dir, "/artifacts:/results")));
+    } else {
+      EXPECT_THAT(QuotedWordsAfter(s, "export EVALCTL_CHECKPOINT_DIR="),
+                  ::testing::ElementsAre(checkpoint));
+      EXPECT_THAT(QuotedWordsAfter(s, "export EVALCTL_CACHE_DIR="), ::testing::ElementsAre(cache));
+      EXPECT_THAT(QuotedWordsAfter(s, "export NEMO_EVALUATOR_DATASET_DIR="),
+                  ::testing::ElementsAre(dataset));
+    }
+  }
+  // An external endpoint (deployment none): its URL and model id.
+  for (const char* runtime : {"pyxis", "none"}) {
+    SCOPED_TRACE(runtime);
+    InvocationSpec spec = MakeSpec("none", runtime);
+    spec.target.url = absl::StrCat("https://api.example.com/v1/chat/completions?q=", kHostileLine);
+    spec.target.model_id = kHostile;
     auto job = RenderFirst(spec);
     ASSERT_TRUE(job.ok()) << job.status();
     ExpectBashParses(job->script, runtime);
     ExpectShellcheckClean(job->script, runtime);
+    EXPECT_THAT(QuotedWordsAfter(job->script, "export EVALCTL_ENDPOINT_URL="),
+                ::testing::ElementsAre(spec.target.url));
+    EXPECT_THAT(job->script,
+                HasSubstr(absl::StrCat("export EVALCTL_MODEL_ID=", ShellQuote(kHostile), "\n")));
   }
 }
 
@@ -687,6 +826,65 @@ TEST(RenderTest, InvalidInputNamesTheKey) {
        "execution.account"},
       {"no walltime", [](InvocationSpec& s) { s.execution.walltime_seconds = 0; },
        "execution.walltime"},
+      // Hostile values where a value must be one line or a mountable path.
+      {"hostile image", [](InvocationSpec& s) { s.deployment.image = kHostile; },
+       "deployment.image"},
+      {"hostile task container", [](InvocationSpec& s) { s.tasks[0].container = kHostile; },
+       "evaluation.tasks.0.container"},
+      {"hostile checkpoint_path",
+       [](InvocationSpec& s) { s.deployment.checkpoint_path = absl::StrCat("/lustre/", kHostile); },
+       "deployment.checkpoint_path"},
+      {"colon in checkpoint_path",
+       [](InvocationSpec& s) { s.deployment.checkpoint_path = "/lustre/a:/etc"; },
+       "deployment.checkpoint_path"},
+      {"hostile cache_path",
+       [](InvocationSpec& s) { s.deployment.cache_path = absl::StrCat("/lustre/", kHostile); },
+       "deployment.cache_path"},
+      {"comma in cache_path", [](InvocationSpec& s) { s.deployment.cache_path = "/a,/etc:/x"; },
+       "deployment.cache_path"},
+      {"hostile evaluation mount",
+       [](InvocationSpec& s) {
+         s.execution.evaluation_mounts = {{absl::StrCat("/lustre/", kHostile), "/data"}};
+       },
+       "execution.mounts.evaluation"},
+      {"hostile evaluation mount target",
+       [](InvocationSpec& s) {
+         s.execution.evaluation_mounts = {{"/data", absl::StrCat("/mnt/", kHostile)}};
+       },
+       "execution.mounts.evaluation"},
+      {"hostile evaluation mount flags",
+       [](InvocationSpec& s) {
+         s.execution.evaluation_mounts = {{"/data", "/mnt:ro,/etc:/x"}};
+       },
+       "execution.mounts.evaluation"},
+      {"hostile extra flag value",
+       [](InvocationSpec& s) {
+         s.execution.sbatch_extra_flags = {{"constraint", kHostile}};
+       },
+       "execution.sbatch_extra_flags.constraint"},
+      {"hetjob in an extra flag value",
+       [](InvocationSpec& s) {
+         s.execution.sbatch_extra_flags = {{"constraint", "a packjob b"}};
+       },
+       "execution.sbatch_extra_flags.constraint"},
+      {"hostile output_dir",
+       [](InvocationSpec& s) { s.execution.output_dir = absl::StrCat("/lustre/", kHostile); },
+       "execution.output_dir"},
+      {"backslash in output_dir",
+       [](InvocationSpec& s) { s.execution.output_dir = absl::StrCat("/lustre/", kHostileLine); },
+       "execution.output_dir"},
+      {"hostile url",
+       [](InvocationSpec& s) {
+         s.deployment.type = "none";
+         s.target.url = absl::StrCat("https://api.example.com/v1?q=", kHostile);
+       },
+       "target.api_endpoint.url"},
+      {"hostile health path",
+       [](InvocationSpec& s) { s.deployment.endpoints["health"] = absl::StrCat("/", kHostileLine); },
+       "deployment.endpoints.health"},
+      {"hostile mpi", [](InvocationSpec& s) { s.execution.mpi = kHostile; }, "execution.mpi"},
+      {"hostile account", [](InvocationSpec& s) { s.execution.account = kHostileLine; },
+       "execution.account"},
   };
   for (const BadCase& c : cases) {
     SCOPED_TRACE(c.what);
@@ -1130,6 +1328,345 @@ TEST(RunScriptTest, SharedJobSkipsTasksThatSucceededBefore) {
   EXPECT_EQ(r->exit_code, 0) << r->stderr_data;
   EXPECT_THAT(r->stderr_data, HasSubstr("every task succeeded in an earlier attempt"));
   EXPECT_EQ(run.File("second/artifacts/runs"), "ran\nran\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// From a configuration file to the script: every string key that reaches a script, set to a
+// hostile value in the user's YAML. Either the loader or the renderer refuses it with an error
+// that names the key, or the script parses, passes shellcheck and holds the value as a literal.
+
+// A YAML double-quoted scalar holding `v` exactly. In a value, `${` is escaped (`\${`) so that
+// interpolation leaves it as text; keys are never interpolated.
+std::string YamlQuoted(absl::string_view v, bool is_value = true) {
+  std::string out = "\"";
+  for (size_t i = 0; i < v.size(); ++i) {
+    const char c = v[i];
+    if (is_value && c == '$' && i + 1 < v.size() && v[i + 1] == '{') {
+      out += "\\\\${";
+      ++i;
+    } else if (c == '\\' || c == '"') {
+      out += '\\';
+      out += c;
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+// `-o key="value"`.
+std::string Set(absl::string_view key, absl::string_view value) {
+  return absl::StrCat("++", key, "=", YamlQuoted(value));
+}
+
+constexpr char kVllmConfig[] = R"(defaults:
+  - execution: slurm/default
+  - deployment: vllm
+  - _self_
+execution:
+  hostname: head
+  account: acct
+  output_dir: /scratch/results
+deployment:
+  checkpoint_path: null
+  hf_model_handle: org/model
+  served_model_name: model
+evaluation:
+  tasks:
+    - name: hellaswag
+)";
+
+constexpr char kGenericConfig[] = R"(defaults:
+  - execution: slurm/default
+  - deployment: generic
+  - _self_
+execution:
+  hostname: head
+  account: acct
+  output_dir: /scratch/results
+deployment:
+  image: server:1
+  command: serve
+  served_model_name: model
+evaluation:
+  tasks:
+    - name: hellaswag
+)";
+
+constexpr char kExternalConfig[] = R"(defaults:
+  - execution: slurm/default
+  - deployment: none
+  - _self_
+execution:
+  hostname: head
+  account: acct
+  output_dir: /scratch/results
+target:
+  api_endpoint:
+    url: https://api.example.com/v1/chat/completions
+    model_id: model
+evaluation:
+  tasks:
+    - name: ifeval
+)";
+
+// Container runtime none: the built-in catalog tasks need pyxis, so the task brings its command.
+const std::vector<std::string> kRuntimeNone = {"execution.container_runtime=none",
+                                               "evaluation.tasks=[{name: t, command: run}]"};
+
+struct ConfigCase {
+  std::string what;
+  std::string yaml;
+  std::vector<std::string> overrides;
+  // Refused: the key the error names. Empty: accepted, and `check` sees the result.
+  std::string refused_key;
+  std::function<void(const InvocationSpec&, const RenderedTaskJob&)> check;
+};
+
+std::vector<ConfigCase> HostileConfigCases() {
+  const std::string ckpt = absl::StrCat(kHostilePath, "/ckpt");
+  const std::string cache = absl::StrCat(kHostilePath, "/cache");
+  const std::string data = absl::StrCat(kHostilePath, "/data");
+  const std::string target = "/mnt/it's $(x) `y` ; # z";
+  const std::string url = absl::StrCat("https://api.example.com/v1/chat/completions?q=",
+                                       kHostileLine);
+  auto images = [](const InvocationSpec&, const RenderedTaskJob& job) {
+    return QuotedWordsAfter(job.script, "--container-image=");
+  };
+  auto has_quoted = [](std::string value) {
+    return [value](const InvocationSpec&, const RenderedTaskJob& job) {
+      EXPECT_THAT(job.script, HasSubstr(ShellQuote(value)));
+    };
+  };
+  auto mount = [](std::string entry) {
+    return [entry](const InvocationSpec&, const RenderedTaskJob& job) {
+      EXPECT_THAT(MountEntries(job.script), ::testing::Contains(entry));
+    };
+  };
+  auto export_of = [](std::string name, std::string value) {
+    return [name, value](const InvocationSpec&, const RenderedTaskJob& job) {
+      EXPECT_THAT(QuotedWordsAfter(job.script, absl::StrCat("export ", name, "=")),
+                  ::testing::Contains(value));
+    };
+  };
+  auto sbatch = [](std::string option, std::string value) {
+    return [option, value](const InvocationSpec&, const RenderedTaskJob& job) {
+      EXPECT_EQ(SbatchOption(job.script, option), value);
+    };
+  };
+  auto with = [](std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  return {
+      // deployment.image: one line, quoted.
+      {"image", kVllmConfig, {Set("deployment.image", kHostileLine)}, "",
+       [images](const InvocationSpec& spec, const RenderedTaskJob& job) {
+         EXPECT_THAT(images(spec, job), ::testing::Contains(std::string(kHostileLine)));
+       }},
+      {"image with a newline", kVllmConfig, {Set("deployment.image", kHostile)},
+       "deployment.image"},
+      // deployment.extra_args: shell text appended to the server command (as in NEL), which
+      // the script hands to the server's bash as one quoted word.
+      {"extra_args", kVllmConfig, {Set("deployment.extra_args", kHostile)}, "",
+       [](const InvocationSpec& spec, const RenderedTaskJob& job) {
+         EXPECT_TRUE(absl::EndsWith(spec.deployment.command, kHostile)) << spec.deployment.command;
+         EXPECT_THAT(job.script, HasSubstr(ShellQuote(spec.deployment.command)));
+       }},
+      // deployment.hf_model_handle and served_model_name go into the command unquoted.
+      {"hf_model_handle", kVllmConfig, {Set("deployment.hf_model_handle", kHostile)},
+       "deployment.hf_model_handle"},
+      {"hf_model_handle on one line", kVllmConfig,
+       {Set("deployment.hf_model_handle", kHostileLine)}, "deployment.hf_model_handle"},
+      {"hf_model_handle with a space", kVllmConfig,
+       {Set("deployment.hf_model_handle", "org/model --trust-remote-code")},
+       "deployment.hf_model_handle"},
+      {"plain hf_model_handle", kVllmConfig,
+       {Set("deployment.hf_model_handle", "meta-llama/Llama-3.1-8B_x.v2")}, "",
+       [](const InvocationSpec& spec, const RenderedTaskJob& job) {
+         EXPECT_TRUE(absl::StartsWith(spec.deployment.command,
+                                      "vllm serve meta-llama/Llama-3.1-8B_x.v2 "));
+         EXPECT_THAT(job.script, HasSubstr(ShellQuote(spec.deployment.command)));
+       }},
+      {"served_model_name", kVllmConfig, {Set("deployment.served_model_name", kHostileLine)},
+       "deployment.served_model_name"},
+      {"served_model_name of generic", kGenericConfig,
+       {Set("deployment.served_model_name", "my model")}, "deployment.served_model_name"},
+      // deployment.checkpoint_path and cache_path: mounted (pyxis) or exported (none).
+      {"checkpoint_path", kVllmConfig,
+       {"deployment.hf_model_handle=null", Set("deployment.checkpoint_path", ckpt)}, "",
+       mount(absl::StrCat(ckpt, ":/checkpoint:ro"))},
+      {"checkpoint_path, runtime none", kVllmConfig,
+       with({"deployment.hf_model_handle=null", Set("deployment.checkpoint_path", ckpt)},
+            kRuntimeNone),
+       "", export_of("EVALCTL_CHECKPOINT_DIR", ckpt)},
+      {"checkpoint_path with a newline", kVllmConfig,
+       {"deployment.hf_model_handle=null",
+        Set("deployment.checkpoint_path", absl::StrCat("/lustre/", kHostile))},
+       "deployment.checkpoint_path"},
+      {"checkpoint_path with a colon", kVllmConfig,
+       {"deployment.hf_model_handle=null", Set("deployment.checkpoint_path", "/a:/etc")},
+       "deployment.checkpoint_path"},
+      {"checkpoint_path relative", kVllmConfig,
+       {"deployment.hf_model_handle=null", Set("deployment.checkpoint_path", kHostileLine)},
+       "deployment.checkpoint_path"},
+      {"cache_path", kVllmConfig, {Set("deployment.cache_path", cache)}, "",
+       mount(absl::StrCat(cache, ":/cache"))},
+      {"cache_path, runtime none", kVllmConfig,
+       with({Set("deployment.cache_path", cache)}, kRuntimeNone), "",
+       export_of("EVALCTL_CACHE_DIR", cache)},
+      {"cache_path with a newline", kVllmConfig,
+       {Set("deployment.cache_path", absl::StrCat("/lustre/", kHostile))}, "deployment.cache_path"},
+      {"cache_path with a comma", kVllmConfig, {Set("deployment.cache_path", "/a,/etc")},
+       "deployment.cache_path"},
+      // execution.mounts.evaluation (and .deployment): host path → container path.
+      {"evaluation mount", kVllmConfig,
+       {absl::StrCat("++execution.mounts.evaluation={", YamlQuoted(data, false), ": ",
+                     YamlQuoted(target), "}")},
+       "", mount(absl::StrCat(data, ":", target))},
+      {"deployment mount", kVllmConfig,
+       {absl::StrCat("++execution.mounts.deployment={", YamlQuoted(data, false), ": ",
+                     YamlQuoted(target), "}")},
+       "", mount(absl::StrCat(data, ":", target))},
+      {"evaluation mount with a newline", kVllmConfig,
+       {absl::StrCat("++execution.mounts.evaluation={",
+                     YamlQuoted(absl::StrCat("/lustre/", kHostile), false), ": /data}")},
+       "execution.mounts.evaluation"},
+      {"evaluation mount target with a newline", kVllmConfig,
+       {absl::StrCat("++execution.mounts.evaluation={/data: ",
+                     YamlQuoted(absl::StrCat("/mnt/", kHostile)), "}")},
+       "execution.mounts.evaluation"},
+      {"evaluation mount with a comma", kVllmConfig,
+       {"++execution.mounts.evaluation={'/a,/etc': /data}"}, "execution.mounts.evaluation"},
+      // target.api_endpoint.url and model_id (deployment none).
+      {"api_endpoint.url", kExternalConfig, {Set("target.api_endpoint.url", url)}, "",
+       export_of("EVALCTL_ENDPOINT_URL", url)},
+      {"api_endpoint.url with a newline", kExternalConfig,
+       {Set("target.api_endpoint.url", absl::StrCat("https://h/v1?q=", kHostile))},
+       "target.api_endpoint.url"},
+      {"api_endpoint.url not http", kExternalConfig, {Set("target.api_endpoint.url", kHostileLine)},
+       "target.api_endpoint.url"},
+      {"api_endpoint.model_id", kExternalConfig, {Set("target.api_endpoint.model_id", kHostile)},
+       "", has_quoted(kHostile)},
+      // execution.sbatch_extra_flags: values on #SBATCH lines, as sbatch reads them.
+      {"sbatch_extra_flags value", kVllmConfig,
+       {Set("execution.sbatch_extra_flags.constraint", kHostileLine)}, "",
+       sbatch("constraint", kHostileLine)},
+      {"sbatch_extra_flags value with a newline", kVllmConfig,
+       {Set("execution.sbatch_extra_flags.constraint", kHostile)},
+       "execution.sbatch_extra_flags.constraint"},
+      {"sbatch_extra_flags value with hetjob", kVllmConfig,
+       {Set("execution.sbatch_extra_flags.constraint", "a hetjob b")},
+       "execution.sbatch_extra_flags.constraint"},
+      {"sbatch_extra_flags name", kVllmConfig,
+       {"++execution.sbatch_extra_flags={'x; touch /tmp/p': true}"},
+       "execution.sbatch_extra_flags.x; touch /tmp/p"},
+      {"sbatch_comment", kVllmConfig, {Set("execution.sbatch_comment", kHostileLine)}, "",
+       sbatch("comment", kHostileLine)},
+      {"partition", kVllmConfig, {Set("execution.partition", kHostileLine)}, "",
+       sbatch("partition", kHostileLine)},
+      {"account", kVllmConfig, {Set("execution.account", kHostileLine)}, "execution.account"},
+      // execution.output_dir: every path of the job starts with it.
+      {"output_dir", kVllmConfig, {Set("execution.output_dir", kHostilePath)}, "",
+       [](const InvocationSpec&, const RenderedTaskJob& job) {
+         EXPECT_TRUE(absl::StartsWith(job.run_dir, kHostilePath)) << job.run_dir;
+         EXPECT_THAT(QuotedWordsAfter(job.script, "RUN_DIR="), ::testing::ElementsAre(job.run_dir));
+         EXPECT_EQ(SbatchOption(job.script, "chdir"), job.run_dir);
+         EXPECT_EQ(SbatchOption(job.script, "output"),
+                   absl::StrCat(job.run_dir, "/logs/slurm-%j.log"));
+         EXPECT_THAT(MountEntries(job.script),
+                     ::testing::Contains(absl::StrCat(job.run_dir, "/artifacts:/results")));
+       }},
+      {"output_dir with a newline", kVllmConfig,
+       {Set("execution.output_dir", absl::StrCat("/lustre/", kHostile))}, "execution.output_dir"},
+      {"output_dir with a backslash", kVllmConfig,
+       {Set("execution.output_dir", absl::StrCat("/lustre/", kHostileLine))},
+       "execution.output_dir"},
+      {"output_dir with a colon (pyxis mounts it)", kVllmConfig,
+       {Set("execution.output_dir", "/lustre/a:b")}, "execution.output_dir"},
+      {"output_dir relative", kVllmConfig, {Set("execution.output_dir", kHostileLine)},
+       "execution.output_dir"},
+      // The task's container and dataset directory.
+      {"task container", kVllmConfig, {Set("evaluation.tasks.0.container", kHostileLine)}, "",
+       [images](const InvocationSpec& spec, const RenderedTaskJob& job) {
+         EXPECT_THAT(images(spec, job), ::testing::Contains(std::string(kHostileLine)));
+       }},
+      {"task container with a newline", kVllmConfig,
+       {Set("evaluation.tasks.0.container", kHostile)}, "evaluation.tasks.0.container"},
+      {"task dataset_dir", kVllmConfig,
+       {Set("evaluation.tasks.0.dataset_dir", absl::StrCat(kHostilePath, "/ds"))}, "",
+       mount(absl::StrCat(kHostilePath, "/ds:/datasets"))},
+      {"task dataset_dir with a newline", kVllmConfig,
+       {Set("evaluation.tasks.0.dataset_dir", absl::StrCat("/lustre/", kHostile))},
+       "evaluation.tasks.0.dataset_dir"},
+      // Shell text the user writes: quoted into the script as one word each.
+      {"deployment command", kGenericConfig, {Set("deployment.command", kHostile)}, "",
+       has_quoted(kHostile)},
+      {"deployment pre_cmd", kVllmConfig, {Set("deployment.pre_cmd", kHostile)}, "",
+       has_quoted(kHostile)},
+      {"task command", kVllmConfig, {Set("evaluation.tasks.0.command", kHostile)}, "",
+       has_quoted(kHostile)},
+      {"evaluation pre_cmd", kVllmConfig, {Set("evaluation.pre_cmd", kHostile)}, "",
+       has_quoted(kHostile)},
+      {"environment value", kVllmConfig, {Set("evaluation.env_vars.HOSTILE", kHostile)}, "",
+       [](const InvocationSpec&, const RenderedTaskJob& job) {
+         EXPECT_THAT(job.script,
+                     HasSubstr(absl::StrCat("export HOSTILE=", ShellQuote(kHostile), "\n")));
+       }},
+      {"deployment health endpoint", kVllmConfig,
+       {Set("deployment.endpoints.health", absl::StrCat("/", kHostileLine))},
+       "deployment.endpoints.health"},
+  };
+}
+
+TEST(ConfigToScriptTest, HostileValuesAreRefusedByKeyOrRenderedLiterally) {
+  for (const char* f : {"/tmp/evalctl_pwned", "/tmp/evalctl_pwned2", "/tmp/evalctl_pwned3"}) {
+    fs::remove(f);
+  }
+  for (const ConfigCase& c : HostileConfigCases()) {
+    SCOPED_TRACE(c.what);
+    LoadRequest req;
+    req.yaml = c.yaml;
+    req.file_name = "run.yaml";
+    req.overrides = c.overrides;
+    req.environment = {{"USER", "alice"}};
+    auto spec = LoadInvocation(req);
+    absl::Status status = spec.status();
+    absl::StatusOr<RenderedTaskJob> job = absl::UnknownError("not rendered");
+    if (spec.ok()) {
+      job = RenderTaskJob(*spec, spec->tasks.at(0), kInvocation,
+                          InvocationRunDir(spec->execution, "20261126_130405", kInvocation));
+      status = job.status();
+    }
+    if (!c.refused_key.empty()) {
+      if (status.ok()) {
+        ADD_FAILURE() << "accepted; expected an error naming " << c.refused_key;
+        continue;
+      }
+      EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+      // `key: what is wrong`, or `key.<entry>: ...` for an entry of a map such as mounts.
+      const size_t at = status.message().find(c.refused_key + ": ") != absl::string_view::npos
+                            ? status.message().find(c.refused_key + ": ")
+                            : status.message().find(c.refused_key + ".");
+      EXPECT_NE(at, absl::string_view::npos) << "the error does not name " << c.refused_key
+                                             << ": " << status;
+      continue;
+    }
+    if (!status.ok()) {
+      ADD_FAILURE() << status;
+      continue;
+    }
+    ExpectBashParses(job->script, c.what);
+    ExpectShellcheckClean(job->script, c.what);
+    c.check(*spec, *job);
+  }
+  for (const char* f : {"/tmp/evalctl_pwned", "/tmp/evalctl_pwned2", "/tmp/evalctl_pwned3"}) {
+    EXPECT_FALSE(fs::exists(f)) << f;
+  }
 }
 
 }  // namespace

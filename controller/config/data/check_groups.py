@@ -4,7 +4,11 @@
 Run with Debian's interpreter and python3-omegaconf (the `python3` of a virtualenv or pyenv may not
 have OmegaConf):
 
-    /usr/bin/python3 controller/config/data/check_groups.py [--seed path/to/slurm-executor.md]
+    /usr/bin/python3 controller/config/data/check_groups.py [--seed path/to/slurm-executor.md]...
+
+ctest runs it as `check_groups` (label unit) with --seed on the repository's copy of the seed,
+controller/config/testdata/seed/slurm-executor.md, and also on ../shared/seed/slurm-executor.md
+when that exists next to the checkout.
 
 What it proves:
   * every file under groups/ loads with OmegaConf, and the only environment variable the groups
@@ -16,7 +20,8 @@ What it proves:
     resolver registered as NEL registers it), with the values NEL would produce;
   * each deployment group resolves to the server command NEL would run;
   * catalog.yaml follows the schema documented at its top, and every command is valid bash that
-    passes the expected arguments to nemo-evaluator.
+    passes the expected arguments to nemo-evaluator; evalctl's own container-less tasks (harness
+    evalctl) instead run evalctl-runner on one of the datasets in runner/datasets.
 
 Exits 0 when everything holds, 1 otherwise (after printing every failure).
 """
@@ -35,6 +40,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 HERE = pathlib.Path(__file__).resolve().parent
 GROUPS = HERE / "groups"
 CATALOG = HERE / "catalog.yaml"
+RUNNER_DATASETS = HERE.parents[2] / "runner" / "datasets"
 
 # The controller's pattern for environment references (controller/config/loader.cc,
 # ReferencedEnvironment): what a client sends along with a configuration.
@@ -485,6 +491,9 @@ def check_catalog(c):
         c.check(isinstance(t.get("description"), str) and t["description"], f"{where}: description")
         harness = t.get("harness")
         command = t.get("command", "")
+        if harness == "evalctl" or str(t.get("name")).startswith("evalctl."):
+            check_evalctl_task(c, t, where)
+            continue
         m = re.search(r"--eval_type (\S+)", command)
         if not c.check(m, f"{where}: command has no --eval_type"):
             continue
@@ -530,6 +539,52 @@ def check_catalog(c):
                 f"catalog: short name {short} must find {qualified[0]}")
 
 
+def check_evalctl_task(c, t, where):
+    """One of evalctl's own container-less tasks (catalog.yaml, last section).
+
+    They run evalctl-runner directly on the node. The runner reads the endpoint URL, model id,
+    endpoint type, key name and results directory from the EVALCTL_* variables itself, so the
+    command names only the task, the dataset and the answer format (and passes
+    EVALCTL_RUN_CONFIG on when it is set): no --eval_type, no nemo-evaluator.
+    """
+    name = t.get("name", "")
+    if not c.check(t.get("harness") == "evalctl" and name.startswith("evalctl."),
+                   f"{where}: the evalctl.* names are for harness evalctl, and its tasks are "
+                   f"named evalctl.<task>"):
+        return
+    short = name[len("evalctl."):]
+    c.check(set(t.get("aliases") or []) <= {short}, f"{where}: aliases other than {short}")
+    c.equal(t.get("runtimes"), ["none"], f"{where}: runtimes")
+    c.check("container" not in t, f"{where}: a container-less task has a container")
+    command = t.get("command", "")
+    c.check(command.startswith("evalctl-runner "), f"{where}: command must run evalctl-runner")
+    stub = 'evalctl-runner() { printf "%s\\n" "$@"; }\n'
+    for run_config in (None, "/results/run config.yaml"):
+        env_lines = f"EVALCTL_RUN_CONFIG='{run_config}'\n" if run_config else ""
+        proc = subprocess.run(["/bin/bash", "-c", stub + env_lines + command],
+                              capture_output=True, text=True, check=False)
+        if not c.check(proc.returncode == 0, f"{where}: command fails: {proc.stderr}"):
+            return
+        args = proc.stdout.splitlines()
+        if len(args) < 6:
+            c.check(False, f"{where}: evalctl-runner arguments {args}")
+            return
+        c.equal(args[:2], ["--task", short], f"{where}: evalctl-runner --task")
+        c.equal(args[2], "--dataset", f"{where}: evalctl-runner --dataset")
+        c.check((RUNNER_DATASETS / f"{args[3]}.jsonl").is_file(),
+                f"{where}: dataset {args[3]} is not in runner/datasets")
+        c.check(args[4] == "--format" and args[5] in ("mc", "exact", "auto"),
+                f"{where}: evalctl-runner --format mc|exact|auto, got {args[4:6]}")
+        if run_config:
+            c.equal(args[6:], ["--run-config", run_config], f"{where}: --run-config")
+        else:
+            c.equal(args[6:], [], f"{where}: arguments without EVALCTL_RUN_CONFIG")
+        for flag in ("--eval_type", "--endpoint-url", "--model-id", "--results-dir",
+                     "--api-key-name", "--endpoint-type"):
+            c.check(flag not in args,
+                    f"{where}: passes {flag}; evalctl-runner reads it from the EVALCTL_* variables")
+
+
 def markdown_yaml_blocks(path):
     text = pathlib.Path(path).read_text()
     return [(f"{path}#{i}", block) for i, block in
@@ -538,13 +593,14 @@ def markdown_yaml_blocks(path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seed", help="also check every ```yaml block of this markdown file")
+    parser.add_argument("--seed", action="append", default=[],
+                        help="also check every ```yaml block of this markdown file (repeatable)")
     args = parser.parse_args()
 
     os.environ.update(TEST_ENV)
     register_resolvers()
     c = Checker()
-    extra = markdown_yaml_blocks(args.seed) if args.seed else []
+    extra = [block for seed in args.seed for block in markdown_yaml_blocks(seed)]
     for step in (check_group_files, check_execution_defaults,
                  lambda ch: check_seed_examples(ch, extra), check_deployments, check_catalog):
         try:
@@ -557,7 +613,7 @@ def main():
             print("  - " + f)
         return 1
     print(f"ok: groups and catalog check out (OmegaConf {__import__('omegaconf').__version__}"
-          f"{', seed ' + args.seed if args.seed else ''})")
+          f"{''.join(', seed ' + seed for seed in args.seed)})")
     return 0
 
 
