@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <deque>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
@@ -320,19 +321,34 @@ class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, pub
   grpc::StatusCode code_ ABSL_GUARDED_BY(mu_) = grpc::StatusCode::OK;
 };
 
-// One agent's stream. Reads are handled one at a time, in order, on the pool; writes are queued
-// with one in flight.
-class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>,
+// The wire form of a message to the agent; empty when it cannot be serialized (never for the
+// messages the controller builds: they are far below protobuf's 2 GiB limit).
+std::optional<grpc::ByteBuffer> Serialize(const v1::ControllerMessage& message) {
+  grpc::ByteBuffer buffer;
+  bool own_buffer = false;
+  if (!grpc::SerializationTraits<v1::ControllerMessage>::Serialize(message, &buffer, &own_buffer)
+           .ok()) {
+    return std::nullopt;
+  }
+  return buffer;
+}
+
+// One agent's stream. The reactor reads raw bytes and decodes them itself (see AgentServiceImpl),
+// so that a message that is not a valid AgentMessage ends the stream with INVALID_ARGUMENT instead
+// of looking like the agent's end of the stream. Reads are handled one at a time, in order, on the
+// pool; writes are queued with one in flight.
+class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                      public AgentLink,
                      public RefCounted {
  public:
   // `principal` is what the stream's token says; `tokens` (null in the insecure mode) enrolls.
   AgentReactor(ControllerCore* core, TokenAuthority* tokens, ThreadPool* pool,
-               ControllerMetrics* metrics, absl::StatusOr<Principal> principal)
+               ControllerMetrics* metrics, absl::StatusOr<Principal> principal, std::string peer)
       : core_(core),
         tokens_(tokens),
         pool_(pool),
-        rpc_(metrics, v1::AgentService::service_full_name(), "Connect") {
+        rpc_(metrics, v1::AgentService::service_full_name(), "Connect"),
+        peer_(std::move(peer)) {
     if (!principal.ok()) {
       FinishOnce(ToGrpcStatus(principal.status()));
       return;
@@ -342,9 +358,16 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
   }
 
   void Send(v1::ControllerMessage message) override {
+    std::optional<grpc::ByteBuffer> wire = Serialize(message);
+    if (!wire) {
+      LOG(ERROR) << "agent stream from " << absl::CHexEscape(peer_)
+                 << ": a message to the agent cannot be serialized; the stream is closed";
+      return FinishOnce(grpc::Status(grpc::StatusCode::INTERNAL,
+                                     "the controller could not serialize a message"));
+    }
     absl::MutexLock lock(&mu_);
     if (finished_) return;
-    outbox_.push_back(std::move(message));
+    outbox_.push_back(*std::move(wire));
     WriteNextLocked();
   }
 
@@ -352,7 +375,13 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
     if (!ok) return FinishOnce(grpc::Status::OK);
     AddRef();
     pool_->Schedule([this] {
-      Handle(incoming_);
+      ++messages_read_;
+      v1::AgentMessage msg;
+      if (absl::Status valid = Decode(&incoming_, &msg); !valid.ok()) {
+        Refuse(valid);
+      } else {
+        Handle(msg);
+      }
       {
         absl::MutexLock lock(&mu_);
         if (!finished_) StartRead(&incoming_);
@@ -360,6 +389,7 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
       Release();
     });
   }
+
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
@@ -381,6 +411,43 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
   }
 
  private:
+  // Decodes one message (consuming `wire`) and checks that it is one the protocol allows here.
+  absl::Status Decode(grpc::ByteBuffer* wire, v1::AgentMessage* msg) {
+    const size_t bytes = wire->Length();
+    if (bytes == 0) {
+      wire->Clear();  // an empty message: no body, refused below
+    } else if (!grpc::SerializationTraits<v1::AgentMessage>::Deserialize(wire, msg).ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", messages_read_, " on the agent stream (", bytes,
+          " bytes) cannot be decoded as an evalctl.v1.AgentMessage: malformed protobuf, or a "
+          "string field that is not valid UTF-8"));
+    }
+    if (msg->body_case() == v1::AgentMessage::BODY_NOT_SET) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", messages_read_, " on the agent stream (", bytes,
+          " bytes) is none of register, events, command_result or heartbeat"));
+    }
+    if (msg->has_register_() && !agent_id_.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "message ", messages_read_,
+          " on the agent stream is a second Register; an agent registers once per stream"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Logs the refusal once and ends the stream with it; the agent reconnects.
+  void Refuse(const absl::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+    }
+    LOG(WARNING) << "agent stream from " << absl::CHexEscape(peer_) << " (agent="
+                 << (agent_id_.empty() ? std::string("not registered")
+                                       : absl::CHexEscape(agent_id_))
+                 << ") closed: " << status.message();
+    FinishOnce(ToGrpcStatus(status));
+  }
+
   void Handle(const v1::AgentMessage& msg) {
     if (agent_id_.empty()) {
       if (!msg.has_register_()) {
@@ -401,8 +468,13 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
       reply.mutable_registered()->set_credential(*std::move(credential));
       // Registered must precede the commands AgentConnected queued (nothing was written yet, see
       // WriteNextLocked): put it first.
+      std::optional<grpc::ByteBuffer> wire = Serialize(reply);
+      if (!wire) {
+        return FinishOnce(grpc::Status(grpc::StatusCode::INTERNAL,
+                                       "the controller could not serialize Registered"));
+      }
       absl::MutexLock lock(&mu_);
-      outbox_.push_front(std::move(reply));
+      outbox_.push_front(*std::move(wire));
       registered_ = true;
       WriteNextLocked();
       return;
@@ -426,7 +498,7 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
       case v1::AgentMessage::kHeartbeat:
         core_->AgentHeartbeat(agent_id_, msg.heartbeat());
         return;
-      default:
+      default:  // Decode lets no other message through
         return;
     }
   }
@@ -482,11 +554,14 @@ class AgentReactor : public grpc::ServerBidiReactor<v1::AgentMessage, v1::Contro
   TokenAuthority* tokens_;
   ThreadPool* pool_;
   RpcObservation rpc_;
+  const std::string peer_;
   Principal principal_;
-  v1::AgentMessage incoming_;
+  grpc::ByteBuffer incoming_;
+  // Pool work on the stream runs one message at a time: these need no lock.
+  uint64_t messages_read_ = 0;
   std::string agent_id_;
   absl::Mutex mu_;
-  std::deque<v1::ControllerMessage> outbox_ ABSL_GUARDED_BY(mu_);
+  std::deque<grpc::ByteBuffer> outbox_ ABSL_GUARDED_BY(mu_);
   // Registered is at the front of the outbox: writing may start.
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -689,9 +764,10 @@ grpc::ServerUnaryReactor* EvalServiceImpl::ListClusters(grpc::CallbackServerCont
   });
 }
 
-grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* AgentServiceImpl::Connect(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
-  return new AgentReactor(core_, tokens_, pool_, metrics_, auth_->AuthenticateAgent(*ctx));
+  return new AgentReactor(core_, tokens_, pool_, metrics_, auth_->AuthenticateAgent(*ctx),
+                          ctx->peer());
 }
 
 template <typename Fn>

@@ -106,12 +106,17 @@ class EvalServiceImpl final : public v1::EvalService::CallbackService {
 };
 
 // `tokens` may be null (the insecure mode), and then agents are not enrolled.
-class AgentServiceImpl final : public v1::AgentService::CallbackService {
+// The stream carries raw bytes that the reactor decodes itself: gRPC's typed reactor reports a
+// message it cannot decode as the end of the stream, indistinguishable from the agent closing it.
+// A message that is not a valid AgentMessage (undecodable, no known body, a second Register) is
+// logged once and ends the stream with INVALID_ARGUMENT and a message saying what was wrong.
+class AgentServiceImpl final
+    : public v1::AgentService::WithRawCallbackMethod_Connect<v1::AgentService::Service> {
  public:
   AgentServiceImpl(ControllerCore* core, Authenticator* auth, TokenAuthority* tokens,
                    ThreadPool* pool, ControllerMetrics* metrics = nullptr)
       : core_(core), auth_(auth), tokens_(tokens), pool_(pool), metrics_(metrics) {}
-  grpc::ServerBidiReactor<v1::AgentMessage, v1::ControllerMessage>* Connect(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
  private:

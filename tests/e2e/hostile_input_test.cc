@@ -10,8 +10,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "evalctl/v1/agent_service.grpc.pb.h"
 #include "evalctl/v1/eval_service.grpc.pb.h"
 #include "gmock/gmock.h"
@@ -106,6 +108,51 @@ class FakeAgent {
   grpc::ClientContext ctx_;
   bool finished_ = false;
   std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::ControllerMessage>> stream_;
+};
+
+// An agent stream that writes raw bytes, so that it can send what is not an AgentMessage at all.
+class RawAgent {
+ public:
+  explicit RawAgent(grpc::Channel* channel) {
+    ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    const grpc::internal::RpcMethod method("/evalctl.v1.AgentService/Connect",
+                                           grpc::internal::RpcMethod::BIDI_STREAMING);
+    stream_.reset(grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer, grpc::ByteBuffer>::
+                      Create(channel, method, &ctx_));
+  }
+  bool WriteBytes(const std::string& bytes) {
+    grpc::Slice slice(bytes);
+    grpc::ByteBuffer buffer(&slice, 1);
+    return stream_->Write(buffer);
+  }
+  bool Write(const v1::AgentMessage& msg) { return WriteBytes(msg.SerializeAsString()); }
+  bool Register(const std::string& agent_id) {
+    v1::AgentMessage msg;
+    v1::Register* reg = msg.mutable_register_();
+    reg->set_agent_id(agent_id);
+    reg->set_cluster(kCluster);
+    reg->set_unix_user("alice");
+    if (!Write(msg)) return false;
+    grpc::ByteBuffer reply;
+    if (!stream_->Read(&reply)) return false;
+    std::vector<grpc::Slice> slices;
+    (void)reply.Dump(&slices);
+    std::string bytes;
+    for (const grpc::Slice& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    v1::ControllerMessage parsed;
+    return parsed.ParseFromString(bytes) && parsed.has_registered();
+  }
+  // The stream's status, after reading whatever the controller still sends.
+  grpc::Status Finish() {
+    grpc::ByteBuffer ignored;
+    while (stream_->Read(&ignored)) {
+    }
+    return stream_->Finish();
+  }
+
+ private:
+  grpc::ClientContext ctx_;
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>> stream_;
 };
 
 // One state change of `task_id` per state, sequences from `first`.
@@ -306,9 +353,11 @@ TEST_F(HostileInputTest, InvalidUtf8InStringFieldsIsRefused) {
   v1::AgentMessage msg;
   *msg.mutable_events() = StateEvents(2, task, {v1::TASK_STATE_FAILED});
   msg.mutable_events()->mutable_events(0)->mutable_task()->set_reason("bad \xFF reason");
-  // gRPC hands the controller an undecodable message as the end of the stream.
+  // The controller cannot decode it: the stream ends with INVALID_ARGUMENT saying so.
   agent.Write(msg);
-  (void)agent.Finish();
+  grpc::Status ended = agent.Finish();
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << ended.error_message();
+  EXPECT_THAT(ended.error_message(), HasSubstr("cannot be decoded as an evalctl.v1.AgentMessage"));
   EXPECT_EQ(GetTask(task).state(), v1::TASK_STATE_QUEUED);
   ExpectServing();
   // The agent reconnects and goes on from the last sequence applied.
@@ -356,6 +405,62 @@ TEST_F(HostileInputTest, AgentEventsForForeignTasksReplaysAndReorderingsChangeNo
 
   EXPECT_EQ(InvocationCount(), 1);
   ExpectServing();
+}
+
+// A message that is not a valid AgentMessage (bytes protobuf cannot decode, a message with no
+// known body, a second Register) ends that stream with INVALID_ARGUMENT and one log line; the
+// controller serves on and the agent can connect again.
+TEST_F(HostileInputTest, InvalidAgentMessagesEndTheStreamWithInvalidArgument) {
+  struct Case {
+    std::string name;
+    bool register_first;
+    std::string bytes;
+    std::string message;
+  };
+  v1::AgentMessage second_register;
+  second_register.mutable_register_()->set_agent_id("agent-raw");
+  second_register.mutable_register_()->set_cluster(kCluster);
+  second_register.mutable_register_()->set_unix_user("alice");
+  v1::AgentMessage unknown_body;  // field 99 only: none this controller knows
+  unknown_body.GetReflection()->MutableUnknownFields(&unknown_body)->AddVarint(99, 1);
+  const std::vector<Case> cases = {
+      {"garbage before Register", false, "\xff\xff\xff\xff\xff\xff",
+       "message 1 on the agent stream (6 bytes) cannot be decoded as an evalctl.v1.AgentMessage"},
+      {"garbage after Register", true, "\x0a\xff\xff\xff\xff\x0f",
+       "message 2 on the agent stream (6 bytes) cannot be decoded"},
+      {"empty message", true, "", "message 2 on the agent stream (0 bytes) is none of register, "
+                                  "events, command_result or heartbeat"},
+      {"unknown body", true, unknown_body.SerializeAsString(),
+       "is none of register, events, command_result or heartbeat"},
+      {"second Register", true, second_register.SerializeAsString(),
+       "message 2 on the agent stream is a second Register"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    RawAgent agent(channel_.get());
+    if (c.register_first) ASSERT_TRUE(agent.Register("agent-raw"));
+    agent.WriteBytes(c.bytes);
+    grpc::Status status = agent.Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(c.message));
+    ExpectServing();
+  }
+  // One warning per refused stream, naming the agent when it had registered.
+  const std::string log = ReadFileOrEmpty(env_.controller_log());
+  int refused = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n')) {
+    if (absl::StrContains(line, "closed: message ")) ++refused;
+  }
+  EXPECT_EQ(refused, static_cast<int>(cases.size())) << log;
+  EXPECT_THAT(log, HasSubstr("(agent=not registered) closed: message 1 on the agent stream"));
+  EXPECT_THAT(log, HasSubstr("(agent=agent-raw) closed: message 2 on the agent stream"));
+
+  // A well-behaved agent with the same id is served.
+  RawAgent good(channel_.get());
+  ASSERT_TRUE(good.Register("agent-raw"));
+  v1::AgentMessage heartbeat;
+  heartbeat.mutable_heartbeat()->set_tracked_jobs(1);
+  EXPECT_TRUE(good.Write(heartbeat));
 }
 
 }  // namespace
