@@ -438,7 +438,9 @@ TEST_F(HostileInputTest, InvalidAgentMessagesEndTheStreamWithInvalidArgument) {
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
     RawAgent agent(channel_.get());
-    if (c.register_first) ASSERT_TRUE(agent.Register("agent-raw"));
+    if (c.register_first) {
+      ASSERT_TRUE(agent.Register("agent-raw"));
+    }
     agent.WriteBytes(c.bytes);
     grpc::Status status = agent.Finish();
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << status.error_message();
