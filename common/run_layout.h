@@ -9,6 +9,8 @@
 //     .evalctl/phase             one word of kPhaseWords, replaced atomically
 //     .evalctl/eval_exit_code    the evaluation's raw exit code
 //     artifacts/                 /results of the harness: progress, cache/, results.yml
+//     artifacts/nemo_evaluator_config.yaml  the task's nemo_evaluator_config, written by the job
+//                                for the harness (EVALCTL_RUN_CONFIG names it)
 #pragma once
 
 namespace evalctl::layout {
@@ -18,6 +20,8 @@ inline constexpr char kPhaseFile[] = ".evalctl/phase";
 inline constexpr char kExitCodeFile[] = ".evalctl/eval_exit_code";
 inline constexpr char kProgressFile[] = "artifacts/progress";
 inline constexpr char kResultsFile[] = "artifacts/results.yml";
+// Relative to artifacts/ (which is /results in a container).
+inline constexpr char kRunConfigName[] = "nemo_evaluator_config.yaml";
 // Words written to kPhaseFile, in order.
 inline constexpr const char* kPhaseWords[] = {"starting",   "deploying", "waiting_for_endpoint",
                                               "evaluating", "finishing", "finished"};

@@ -583,8 +583,13 @@ absl::Status PlanTask(const TaskSpec& task, absl::string_view secret_group,
                                                  ? std::string("all")
                                                  : *ex.evaluation_gpu_visible);
   }
+  // The task's nemo_evaluator_config reaches the harness as a file (written by the job, see
+  // AppendEvalFunction) that EVALCTL_RUN_CONFIG names, as the catalog's commands expect
+  // (`--run_config "${EVALCTL_RUN_CONFIG}"`).
   if (!task.nemo_evaluator_config_yaml.empty()) {
-    env.AddLiteral("EVALCTL_NEMO_EVALUATOR_CONFIG", task.nemo_evaluator_config_yaml);
+    env.AddLiteral("EVALCTL_RUN_CONFIG",
+                   absl::StrCat(plan->pyxis ? "/results" : absl::StrCat(tp.run_dir, "/artifacts"),
+                                "/", layout::kRunConfigName));
   }
   tp.mounts = absl::StrJoin(mounts, ",");
   plan->tasks.push_back(std::move(tp));
@@ -1297,7 +1302,16 @@ void AppendEvalFunction(const JobPlan& plan, size_t i, std::string* out) {
                   "  evalctl_phase evaluating \"${dir}\"\n",
                   "  EVALCTL_MARKER_BEFORE=$(evalctl_marker \"${dir}\")\n", "  evalctl_log \"task ",
                   task.index, ": evaluation starting; its log is ",
-                  "${dir}/logs/client-${EVALCTL_JOB_ID}.log\"\n", "  (\n");
+                  "${dir}/logs/client-${EVALCTL_JOB_ID}.log\"\n");
+  if (!task.nemo_evaluator_config_yaml.empty()) {
+    // Rewritten by every attempt; EVALCTL_RUN_CONFIG names it in the step.
+    const std::string file = absl::StrCat("${dir}/artifacts/", layout::kRunConfigName);
+    absl::StrAppend(out, "  evalctl_write_file \"", file, "\" ",
+                    ShellQuote(task.nemo_evaluator_config_yaml), " || {\n",
+                    "    evalctl_log \"cannot write ", file, "\"\n", "    exit ", kExitSetupFailed,
+                    "\n", "  }\n");
+  }
+  absl::StrAppend(out, "  (\n");
   AppendStepEnv(out, "    ", tp.env, plan.secret_vars);
   std::vector<std::string> args = {
       "--overlap", "--nodes=1", "--ntasks=1", "--nodelist=\"${EVALCTL_NODES[0]}\"",

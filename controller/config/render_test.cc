@@ -664,6 +664,45 @@ TEST(RenderTest, RuntimeNoneHasNoContainerFlagsAndUsesHostPaths) {
   EXPECT_THAT(s, HasSubstr("\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"'/v1/models'"));
 }
 
+// The task's nemo_evaluator_config reaches the harness as a file the job writes into the task's
+// artifacts/ (the container's /results) and EVALCTL_RUN_CONFIG names, as the catalog's commands
+// expect (`--run_config "${EVALCTL_RUN_CONFIG}"`).
+TEST(RenderTest, NemoEvaluatorConfigIsTheFileEvalctlRunConfigNames) {
+  const std::string write =
+      "  evalctl_write_file \"${dir}/artifacts/nemo_evaluator_config.yaml\" 'config:\n"
+      "  params:\n"
+      "    limit_samples: 10\n"
+      "' || {\n";
+  {
+    auto job = RenderFirst(MakeSpec("vllm", "pyxis"));
+    ASSERT_TRUE(job.ok()) << job.status();
+    const std::string& s = job->script;
+    EXPECT_THAT(s, HasSubstr(write));
+    EXPECT_THAT(s, HasSubstr("    export EVALCTL_RUN_CONFIG='/results/nemo_evaluator_config.yaml'\n"));
+    EXPECT_THAT(s, HasSubstr(",EVALCTL_RUN_CONFIG \\\n"));  // in --container-env
+    EXPECT_THAT(s, HasSubstr("/gpqa_diamond/artifacts:/results"));
+    EXPECT_THAT(s, Not(HasSubstr("EVALCTL_NEMO_EVALUATOR_CONFIG")));
+    // Written before the step starts.
+    EXPECT_LT(s.find(write), s.find("export EVALCTL_RUN_CONFIG="));
+  }
+  {
+    auto job = RenderFirst(MakeSpec("vllm", "none"));
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job->script, HasSubstr(write));
+    EXPECT_THAT(job->script,
+                HasSubstr(absl::StrCat("    export EVALCTL_RUN_CONFIG='", kRunDir,
+                                       "/gpqa_diamond/artifacts/nemo_evaluator_config.yaml'\n")));
+  }
+  {
+    InvocationSpec spec = MakeSpec("vllm", "pyxis");
+    spec.tasks[0].nemo_evaluator_config_yaml.clear();
+    auto job = RenderFirst(spec);
+    ASSERT_TRUE(job.ok()) << job.status();
+    EXPECT_THAT(job->script, Not(HasSubstr("EVALCTL_RUN_CONFIG")));
+    EXPECT_THAT(job->script, Not(HasSubstr("nemo_evaluator_config.yaml")));
+  }
+}
+
 TEST(RenderTest, TwoInstancesUseHaproxy) {
   std::vector<Case> cases = AllCases();
   const Case* c = nullptr;
@@ -1063,6 +1102,26 @@ TEST(RunScriptTest, PhasesExitCodeAndLogs) {
   EXPECT_EQ(run.File("logs/client-local.log"), "hello from the harness\n");
   EXPECT_THAT(run.result.stderr_data, HasSubstr("evalctl: job exits with code 0"));
   EXPECT_FALSE(fs::exists(fs::path(run.run_dir) / ".evalctl/phase.tmp"));
+}
+
+// The file EVALCTL_RUN_CONFIG names holds the task's nemo_evaluator_config byte for byte, also
+// when its values hold quotes and shell syntax, and a catalog-style command passes it on.
+TEST(RunScriptTest, NemoEvaluatorConfigReachesTheCommandAsAFile) {
+  const std::string yaml =
+      "config:\n  params:\n    limit_samples: 3\n    temperature: 0.25\n"
+      "    extra: 'it''s $(touch /tmp/evalctl_pwned_nec) `touch /tmp/evalctl_pwned_nec` \"q\"'\n";
+  InvocationSpec spec = LocalSpec(
+      "cp \"$EVALCTL_RUN_CONFIG\" \"$EVALCTL_RESULTS_DIR/seen.yaml\"\n"
+      "printf '%s\\n' ${EVALCTL_RUN_CONFIG:+--run_config \"${EVALCTL_RUN_CONFIG}\"}");
+  spec.tasks[0].nemo_evaluator_config_yaml = yaml;
+  std::filesystem::remove("/tmp/evalctl_pwned_nec");
+  LocalRun run = RunLocally("nec", spec);
+  ASSERT_FALSE(run.run_dir.empty());
+  EXPECT_EQ(run.result.exit_code, 0) << Diagnostics(run);
+  EXPECT_EQ(run.File("artifacts/seen.yaml"), yaml + "\n");
+  EXPECT_EQ(run.File("logs/client-local.log"),
+            absl::StrCat("--run_config\n", run.run_dir, "/artifacts/nemo_evaluator_config.yaml\n"));
+  EXPECT_FALSE(fs::exists("/tmp/evalctl_pwned_nec"));
 }
 
 TEST(RunScriptTest, ExitCodesOf128AndAboveAreMappedBelow128) {

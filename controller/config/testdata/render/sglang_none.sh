@@ -429,6 +429,13 @@ evalctl_eval_0() {
   evalctl_phase evaluating "${dir}"
   EVALCTL_MARKER_BEFORE=$(evalctl_marker "${dir}")
   evalctl_log "task 0: evaluation starting; its log is ${dir}/logs/client-${EVALCTL_JOB_ID}.log"
+  evalctl_write_file "${dir}/artifacts/nemo_evaluator_config.yaml" 'config:
+  params:
+    limit_samples: 10
+' || {
+    evalctl_log "cannot write ${dir}/artifacts/nemo_evaluator_config.yaml"
+    exit 120
+  }
   (
     export HF_DATASETS_OFFLINE='1'
     export HF_TOKEN="${EVALCTL_SECRET_EVAL_HF_TOKEN}"
@@ -441,10 +448,7 @@ evalctl_eval_0() {
     export EVALCTL_ENDPOINT_TYPE='chat'
     export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'
     export EVALCTL_RESULTS_DIR='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond/artifacts'
-    export EVALCTL_NEMO_EVALUATOR_CONFIG='config:
-  params:
-    limit_samples: 10
-'
+    export EVALCTL_RUN_CONFIG='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond/artifacts/nemo_evaluator_config.yaml'
     unset EVALCTL_SECRET_DEP_HF_TOKEN EVALCTL_SECRET_EVAL_HF_TOKEN
     evalctl_srun \
       --overlap \

@@ -449,6 +449,13 @@ evalctl_eval_0() {
   evalctl_phase evaluating "${dir}"
   EVALCTL_MARKER_BEFORE=$(evalctl_marker "${dir}")
   evalctl_log "task 0: evaluation starting; its log is ${dir}/logs/client-${EVALCTL_JOB_ID}.log"
+  evalctl_write_file "${dir}/artifacts/nemo_evaluator_config.yaml" 'config:
+  params:
+    limit_samples: 10
+' || {
+    evalctl_log "cannot write ${dir}/artifacts/nemo_evaluator_config.yaml"
+    exit 120
+  }
   (
     export HF_DATASETS_OFFLINE='1'
     export HF_TOKEN="${EVALCTL_SECRET_EVAL0_HF_TOKEN}"
@@ -461,10 +468,7 @@ evalctl_eval_0() {
     export EVALCTL_ENDPOINT_TYPE='chat'
     export EVALCTL_MODEL_ID='llama-3.1-8b-instruct'
     export EVALCTL_RESULTS_DIR='/results'
-    export EVALCTL_NEMO_EVALUATOR_CONFIG='config:
-  params:
-    limit_samples: 10
-'
+    export EVALCTL_RUN_CONFIG='/results/nemo_evaluator_config.yaml'
     unset EVALCTL_SECRET_DEP_HF_TOKEN EVALCTL_SECRET_EVAL0_HF_TOKEN EVALCTL_SECRET_EVAL1_HF_TOKEN EVALCTL_SECRET_EVAL2_HF_TOKEN
     evalctl_srun \
       --overlap \
@@ -475,7 +479,7 @@ evalctl_eval_0() {
       --container-image='nvcr.io/nvidia/eval-factory/simple-evals:25.09' \
       --container-mounts='/lustre/evals/20261126_130405-3f2a9c01d4e5b677/gpqa_diamond/artifacts:/results,/lustre/hf_home:/root/.cache/huggingface:ro' \
       --no-container-mount-home \
-      --container-env=HF_DATASETS_OFFLINE,HF_TOKEN,JOB_USER,EVALCTL_TASK_ID,EVALCTL_TASK_INDEX,EVALCTL_TASK_NAME,EVALCTL_RUN_DIR,EVALCTL_ENDPOINT_URL,EVALCTL_ENDPOINT_TYPE,EVALCTL_MODEL_ID,EVALCTL_RESULTS_DIR,EVALCTL_NEMO_EVALUATOR_CONFIG \
+      --container-env=HF_DATASETS_OFFLINE,HF_TOKEN,JOB_USER,EVALCTL_TASK_ID,EVALCTL_TASK_INDEX,EVALCTL_TASK_NAME,EVALCTL_RUN_DIR,EVALCTL_ENDPOINT_URL,EVALCTL_ENDPOINT_TYPE,EVALCTL_MODEL_ID,EVALCTL_RESULTS_DIR,EVALCTL_RUN_CONFIG \
       bash -c "${EVALCTL_EVAL_DRIVER}" evalctl-eval \
       '' \
       'nemo-evaluator run_eval --eval_type gpqa_diamond --model_url "$EVALCTL_ENDPOINT_URL" --model_id "$EVALCTL_MODEL_ID" --output_dir "$EVALCTL_RESULTS_DIR"' \
