@@ -716,27 +716,56 @@ CycleStats TaskManager::RunCycle() {
 }
 
 absl::StatusOr<v1::Task> TaskManager::Cancel(const std::string& task_id) {
-  auto it = tasks_.find(task_id);
-  if (it == tasks_.end()) return absl::NotFoundError(absl::StrCat("no task ", task_id));
-  Entry& e = it->second;
-  v1::Task& t = e.journaled.status;
-  if (!IsActive(t)) return t;
-  t.set_cancel_requested(true);
+  return CancelBatch({task_id}).front();
+}
+
+std::vector<absl::StatusOr<v1::Task>> TaskManager::CancelBatch(
+    const std::vector<std::string>& task_ids) {
+  std::vector<absl::StatusOr<v1::Task>> results(task_ids.size(),
+                                                absl::UnknownError("not cancelled"));
+  std::vector<const Entry*> changed;
   std::vector<v1::AgentEvent> events;
-  v1::Attempt* a = Current(t);
-  if (a == nullptr || a->slurm_job_id().empty()) {
-    // Nothing in Slurm yet; a submission found later by name is cancelled by the next cycle.
-    if (a == nullptr) Finish(e, v1::TASK_STATE_CANCELLED, "cancelled", events);
-  } else {
-    absl::Status s = slurm_->Cancel({a->slurm_job_id()});
-    if (!s.ok()) {
-      LOG(WARNING) << "scancel task=" << task_id << " job=" << a->slurm_job_id() << ": " << s
-                   << " (retried every cycle)";
+  std::vector<std::string> job_ids;
+  std::set<std::string> seen;
+  for (size_t i = 0; i < task_ids.size(); ++i) {
+    auto it = tasks_.find(task_ids[i]);
+    if (it == tasks_.end()) {
+      results[i] = absl::NotFoundError(absl::StrCat("no task ", task_ids[i]));
+      continue;
     }
-    events.push_back(MakeEvent(e, v1::TaskEvent::KIND_STATE_CHANGED));
+    Entry& e = it->second;
+    v1::Task& t = e.journaled.status;
+    if (!IsActive(t) || !seen.insert(task_ids[i]).second) continue;
+    t.set_cancel_requested(true);
+    v1::Attempt* a = Current(t);
+    if (a == nullptr || a->slurm_job_id().empty()) {
+      // Nothing in Slurm yet; a submission found later by name is cancelled by the next cycle.
+      if (a == nullptr) Finish(e, v1::TASK_STATE_CANCELLED, "cancelled", events);
+    } else {
+      job_ids.push_back(a->slurm_job_id());
+      events.push_back(MakeEvent(e, v1::TaskEvent::KIND_STATE_CHANGED));
+    }
+    changed.push_back(&e);
   }
-  RETURN_IF_ERROR(Persist({&e}, events));
-  return t;
+  // Journaled before scancel: after a crash in between, every cycle cancels the jobs again.
+  absl::Status persisted = changed.empty() ? absl::OkStatus() : Persist(changed, events);
+  if (!job_ids.empty()) {
+    absl::Status s = slurm_->Cancel(job_ids);
+    if (!s.ok()) {
+      LOG(WARNING) << "scancel of " << job_ids.size() << " jobs (first " << job_ids.front()
+                   << "): " << s << " (retried every cycle)";
+    }
+  }
+  for (size_t i = 0; i < task_ids.size(); ++i) {
+    auto it = tasks_.find(task_ids[i]);
+    if (it == tasks_.end()) continue;  // NOT_FOUND above
+    if (!persisted.ok() && seen.count(task_ids[i]) > 0) {
+      results[i] = persisted;
+    } else {
+      results[i] = it->second.journaled.status;
+    }
+  }
+  return results;
 }
 
 absl::StatusOr<v1::Task> TaskManager::Resume(const std::string& task_id,

@@ -71,6 +71,9 @@ class TaskManager {
 
   // Cancels the current attempt and any successor; no further attempt starts.
   absl::StatusOr<v1::Task> Cancel(const std::string& task_id);
+  // Several tasks at once (one result per id, in order): one journal commit, and one
+  // SlurmClient::Cancel call with every job id (SlurmCliClient runs one scancel per 500 ids).
+  std::vector<absl::StatusOr<v1::Task>> CancelBatch(const std::vector<std::string>& task_ids);
 
   // Starts a new attempt of a FAILED, CANCELLED or BUDGET_EXHAUSTED task, with a fresh budget.
   absl::StatusOr<v1::Task> Resume(const std::string& task_id, const v1::ResumePolicy* policy);

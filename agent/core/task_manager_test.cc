@@ -284,6 +284,45 @@ TEST_F(TaskManagerTest, CancelStopsTheChain) {
   EXPECT_EQ(tm_->Resume("nope", nullptr).status().code(), absl::StatusCode::kNotFound);
 }
 
+// The cancels of a kill are one journal commit and one SlurmClient::Cancel with every job id,
+// however many tasks; unknown and finished tasks answer for themselves; a restart keeps them.
+TEST_F(TaskManagerTest, CancelBatchIsOneSlurmCallForAllJobs) {
+  constexpr int kTasks = 600;
+  std::vector<v1::SubmitTask> tasks;
+  for (int i = 0; i < kTasks; ++i) tasks.push_back(Task(i));
+  for (const absl::Status& s : tm_->AcceptBatch(tasks)) ASSERT_TRUE(s.ok()) << s;
+  Step();
+  ASSERT_TRUE(slurm_->FailJob(JobOf(1, 1), 2).ok());  // task 1 ends FAILED before the kill
+  Step();
+  ASSERT_EQ(Get(1).state(), v1::TASK_STATE_FAILED);
+
+  std::vector<std::string> ids;
+  for (int i = 0; i < kTasks; ++i) ids.push_back(Get(i).id());
+  ids.push_back("0123456789abcdef.9999");  // unknown
+  ids.push_back(Get(0).id());              // twice
+  slurm_->ResetCalls();
+  const size_t events_before = Events().size();
+  std::vector<absl::StatusOr<v1::Task>> results = tm_->CancelBatch(ids);
+  ASSERT_EQ(results.size(), ids.size());
+  EXPECT_EQ(slurm_->calls().cancel, 1);
+  for (int i = 0; i < kTasks; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(results[i]->cancel_requested(), i != 1) << i;
+  }
+  EXPECT_EQ(results[kTasks].status().code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(results[kTasks + 1].ok());
+  EXPECT_TRUE(results[kTasks + 1]->cancel_requested());
+  // One state change per cancelled task, none for the failed one or the repeat.
+  EXPECT_EQ(Events().size() - events_before, static_cast<size_t>(kTasks - 1));
+
+  Restart();
+  EXPECT_TRUE(Get(0).cancel_requested());
+  Step();
+  for (int i = 0; i < kTasks; ++i) {
+    EXPECT_EQ(Get(i).state(), i == 1 ? v1::TASK_STATE_FAILED : v1::TASK_STATE_CANCELLED) << i;
+  }
+}
+
 TEST_F(TaskManagerTest, CancelRacingAResumableEndingStillCancels) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   Step();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -22,6 +23,21 @@ using google::protobuf::util::TimeUtil;
 
 google::protobuf::Timestamp Ts(absl::Time t) {
   return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
+}
+
+// Cancels that arrive within kCancelQuiet of each other are gathered into one batch, for at most
+// kCancelGather.
+constexpr absl::Duration kCancelQuiet = absl::Milliseconds(10);
+constexpr absl::Duration kCancelGather = absl::Milliseconds(100);
+
+// The result of a cancel or resume: the task as the agent holds it after the command.
+v1::CommandResult TaskResult(const absl::StatusOr<v1::Task>& t) {
+  v1::CommandResult r;
+  if (t.ok()) {
+    r.mutable_task()->set_task_id(t->id());
+    r.mutable_task()->set_state(t->state());
+  }
+  return r;
 }
 
 // The TaskManager's committed events feed the metrics (submissions, resumes, task states).
@@ -88,8 +104,28 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
               +[](std::deque<v1::Command>* q) { return !q->empty(); }, &commands_),
           wait);
       batch.swap(commands_);
+      // The controller sends one CancelTask per task of a kill, back to back: gather them (until
+      // none came for kCancelQuiet, at most kCancelGather) so that they become one scancel.
+      const auto has_cancel = [](const std::deque<v1::Command>& q) {
+        return std::any_of(q.begin(), q.end(),
+                           [](const v1::Command& c) { return c.has_cancel_task(); });
+      };
+      if (has_cancel(batch)) {
+        const absl::Time gather_until = absl::Now() + kCancelGather;
+        while (absl::Now() < gather_until &&
+               commands_mu_.AwaitWithTimeout(
+                   absl::Condition(
+                       +[](std::deque<v1::Command>* q) { return !q->empty(); }, &commands_),
+                   std::min(kCancelQuiet, gather_until - absl::Now()))) {
+          for (v1::Command& c : commands_) batch.push_back(std::move(c));
+          commands_.clear();
+        }
+      }
     }
-    // Consecutive submissions go to sbatch together, with bounded parallelism.
+    // Consecutive submissions go to sbatch together, with bounded parallelism; consecutive
+    // cancels to one TaskManager::CancelBatch (one scancel per 500 jobs). After a command that
+    // changes tasks the tracking interval starts again from its minimum, so that what follows
+    // (the job pending, cancelled, resumed) is seen within seconds however quiet it was before.
     while (!batch.empty()) {
       if (batch.front().has_submit_task()) {
         std::vector<v1::SubmitTask> submits;
@@ -106,9 +142,28 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
         WakeSender();
         continue;
       }
+      if (batch.front().has_cancel_task()) {
+        std::vector<std::string> task_ids;
+        std::vector<uint64_t> ids;
+        while (!batch.empty() && batch.front().has_cancel_task()) {
+          ids.push_back(batch.front().command_id());
+          task_ids.push_back(batch.front().cancel_task().task_id());
+          batch.pop_front();
+        }
+        std::vector<absl::StatusOr<v1::Task>> results = tasks_.CancelBatch(task_ids);
+        for (size_t i = 0; i < ids.size(); ++i) {
+          Reply(ids[i], results[i].status(), TaskResult(results[i]));
+        }
+        next_cycle = std::min(next_cycle, absl::Now() + options_.min_interval);
+        interval = options_.min_interval;
+        WakeSender();
+        continue;
+      }
+      const bool changes_tasks = batch.front().has_resume_task();
       Execute(batch.front());
       batch.pop_front();
       next_cycle = std::min(next_cycle, absl::Now() + options_.min_interval);
+      if (changes_tasks) interval = options_.min_interval;
       WakeSender();
     }
     if (absl::Now() < next_cycle) continue;
@@ -157,23 +212,13 @@ void AgentRuntime::Execute(const v1::Command& command) {
   switch (command.body_case()) {
     case v1::Command::kCancelTask: {
       auto t = tasks_.Cancel(command.cancel_task().task_id());
-      v1::CommandResult r;
-      if (t.ok()) {
-        r.mutable_task()->set_task_id(t->id());
-        r.mutable_task()->set_state(t->state());
-      }
-      Reply(id, t.status(), r);
+      Reply(id, t.status(), TaskResult(t));
       return;
     }
     case v1::Command::kResumeTask: {
       const v1::ResumeTask& rt = command.resume_task();
       auto t = tasks_.Resume(rt.task_id(), rt.has_resume_policy() ? &rt.resume_policy() : nullptr);
-      v1::CommandResult r;
-      if (t.ok()) {
-        r.mutable_task()->set_task_id(t->id());
-        r.mutable_task()->set_state(t->state());
-      }
-      Reply(id, t.status(), r);
+      Reply(id, t.status(), TaskResult(t));
       return;
     }
     case v1::Command::kReadLog: {

@@ -320,6 +320,22 @@ TEST_F(SlurmCliClientUnitTest, CancelChunksAndToleratesGoneJobs) {
   EXPECT_THAT(calls[1], ElementsAre("9"));
 }
 
+// With the default bound, one scancel per 500 ids.
+TEST_F(SlurmCliClientUnitTest, CancelOfManyJobsIsOneScancelPer500) {
+  options_.scancel = Tool("scancel", "exit 0\n");
+  SlurmCliClient slurm(options_);
+  std::vector<std::string> ids;
+  for (int i = 1; i <= 1200; ++i) ids.push_back(std::to_string(i));
+  EXPECT_TRUE(slurm.Cancel(ids).ok());
+  std::vector<std::vector<std::string>> calls = Calls("scancel");
+  ASSERT_THAT(calls, SizeIs(3));
+  EXPECT_THAT(calls[0], SizeIs(500));
+  EXPECT_THAT(calls[1], SizeIs(500));
+  EXPECT_THAT(calls[2], SizeIs(200));
+  EXPECT_EQ(calls[0].front(), "1");
+  EXPECT_EQ(calls[2].back(), "1200");
+}
+
 TEST_F(SlurmCliClientUnitTest, CancelWithSlurmctldDownIsUnavailable) {
   options_.scancel = Tool("scancel",
                           "echo 'scancel: error: Kill job error on job id 1: Unable to contact "
