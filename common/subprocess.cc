@@ -4,11 +4,13 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -16,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
 extern char** environ;
@@ -82,6 +85,88 @@ void Append(std::string& buffer, const char* data, size_t n, size_t limit, bool&
   buffer.append(data, n);
 }
 
+// Signals the child gets with their default action, whatever this process does with them.
+constexpr int kDefaultSignals[] = {SIGPIPE, SIGINT,    SIGTERM,  SIGHUP,
+                                   SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2};
+
+// `name` looked up in PATH as posix_spawnp does (PATH of this process, "/bin:/usr/bin" when
+// unset); "" when no executable file has that name. A name with a '/' is used as it is.
+std::string FindProgram(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  for (absl::string_view dir : absl::StrSplit(path != nullptr ? path : "/bin:/usr/bin", ':')) {
+    std::string candidate = absl::StrCat(dir.empty() ? "." : dir, "/", name);
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// Starts the child like posix_spawnp below (own process group, stdin/stdout/stderr, working
+// directory, default signals, nothing blocked), and also with PR_SET_PDEATHSIG(SIGKILL), which
+// posix_spawn cannot set. Returns 0 and the pid, or an errno as posix_spawnp does. The child
+// makes only async-signal-safe system calls between clone and exec; exec's errno comes back
+// through a close-on-exec pipe. Raw clone (not fork) runs no atfork handlers of the libraries in
+// this process.
+int SpawnDyingWithParent(const SubprocessOptions& options, char* const* argv, char* const* envp,
+                         int stdin_fd, int stdout_fd, int stderr_fd, pid_t* pid_out) {
+  const std::string program = FindProgram(options.argv[0]);
+  if (program.empty()) return ENOENT;
+  const char* working_dir = options.working_dir.empty() ? nullptr : options.working_dir.c_str();
+  int status_pipe[2];
+  if (::pipe2(status_pipe, O_CLOEXEC) != 0) return errno;
+  const pid_t parent = ::getpid();
+  // No signal handler of this process may run in the child before exec.
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  const long pid = ::syscall(SYS_clone, SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    int error = 0;
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) error = errno;
+    // The parent may have died before prctl: then nothing would kill this child.
+    if (error == 0 && ::getppid() != parent) ::_exit(127);
+    if (error == 0 && ::setpgid(0, 0) != 0) error = errno;
+    int in = stdin_fd;
+    if (error == 0 && in < 0 && (in = ::open("/dev/null", O_RDONLY)) < 0) error = errno;
+    if (error == 0 && (::dup2(in, STDIN_FILENO) < 0 || ::dup2(stdout_fd, STDOUT_FILENO) < 0 ||
+                       ::dup2(stderr_fd, STDERR_FILENO) < 0)) {
+      error = errno;
+    }
+    if (error == 0 && working_dir != nullptr && ::chdir(working_dir) != 0) error = errno;
+    if (error == 0) {
+      struct sigaction dfl = {};
+      dfl.sa_handler = SIG_DFL;
+      for (int sig : kDefaultSignals) ::sigaction(sig, &dfl, nullptr);
+      sigset_t none;
+      sigemptyset(&none);
+      ::sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::execve(program.c_str(), argv, envp);
+      error = errno;
+    }
+    (void)!::write(status_pipe[1], &error, sizeof(error));
+    ::_exit(127);
+  }
+  const int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ::close(status_pipe[1]);
+  if (pid < 0) {
+    ::close(status_pipe[0]);
+    return clone_errno;
+  }
+  int child_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(status_pipe[0], &child_errno, sizeof(child_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(status_pipe[0]);
+  if (n == static_cast<ssize_t>(sizeof(child_errno))) {  // exec did not happen
+    ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+    return child_errno != 0 ? child_errno : ECHILD;
+  }
+  *pid_out = static_cast<pid_t>(pid);
+  return 0;
+}
+
 std::string Tail(absl::string_view text, size_t max) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
   if (text.size() > max) text = text.substr(text.size() - max);
@@ -137,9 +222,7 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const SubprocessOptions& options)
   sigset_t no_signals, default_signals;
   sigemptyset(&no_signals);
   sigemptyset(&default_signals);
-  for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD, SIGUSR1, SIGUSR2}) {
-    sigaddset(&default_signals, sig);
-  }
+  for (int sig : kDefaultSignals) sigaddset(&default_signals, sig);
   posix_spawnattr_setsigmask(&attr, &no_signals);
   posix_spawnattr_setsigdefault(&attr, &default_signals);
   posix_spawnattr_setpgroup(&attr, 0);
@@ -156,7 +239,10 @@ absl::StatusOr<SubprocessResult> RunSubprocess(const SubprocessOptions& options)
 
   const absl::Time start = absl::Now();
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+  int rc = options.die_with_parent
+               ? SpawnDyingWithParent(options, argv.data(), envp.data(),
+                                      feed_stdin ? in_r.get() : -1, out_w.get(), err_w.get(), &pid)
+               : ::posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {

@@ -37,6 +37,12 @@ struct SubprocessOptions {
   absl::Duration kill_grace = absl::Seconds(2);
   // Output beyond this is discarded (and `truncated` set), so a runaway child cannot exhaust memory.
   size_t max_output_bytes = 64 << 20;
+  // The child gets SIGKILL when this process dies, however it dies (PR_SET_PDEATHSIG), so that it
+  // cannot outlive a killed caller and act on its own, e.g. an sbatch that submits a job after
+  // the agent that journaled it was killed. (Strictly: when the thread that called RunSubprocess
+  // ends, which cannot happen while it waits for the child here.) The child is then started with
+  // fork and exec instead of posix_spawn.
+  bool die_with_parent = false;
 };
 
 struct SubprocessResult {

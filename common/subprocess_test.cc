@@ -1,7 +1,14 @@
 #include "common/subprocess.h"
 
-#include <csignal>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -92,6 +99,88 @@ TEST(RunSubprocessTest, MissingProgramIsNotFound) {
   auto r = RunSubprocess({.argv = {"evalctl-no-such-program"}});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(r.status().message(), HasSubstr("evalctl-no-such-program"));
+}
+
+TEST(RunSubprocessTest, DieWithParentBehavesLikePosixSpawn) {
+  ::setenv("EVALCTL_TEST_INHERITED", "inherited", 1);
+  auto r = RunSubprocess(
+      {.argv = {"sh", "-c",
+                "cat; printf '%s %s ' \"$EVALCTL_TEST_SECRET\" \"$EVALCTL_TEST_INHERITED\"; pwd; "
+                "echo err >&2; [ \"$(ps -o pgid= -p $$ | tr -d ' ')\" = $$ ] && exit 3"},
+       .env = {{"EVALCTL_TEST_SECRET", "s3cr3t"}},
+       .stdin_data = "from stdin\n",
+       .working_dir = "/tmp",
+       .die_with_parent = true});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_data, "from stdin\ns3cr3t inherited /tmp\n");
+  EXPECT_EQ(r->stderr_data, "err\n");
+  EXPECT_EQ(r->exit_code, 3);  // its own process group
+  // SIGPIPE is the default action again (this process may ignore it).
+  ::signal(SIGPIPE, SIG_IGN);
+  r = RunSubprocess({.argv = {"sh", "-c", "kill -PIPE $$; echo survived"}, .die_with_parent = true});
+  ::signal(SIGPIPE, SIG_DFL);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->term_signal, SIGPIPE);
+
+  r = RunSubprocess({.argv = {"sh", "-c", "sleep 30 & sleep 30"},
+                     .timeout = absl::Milliseconds(200),
+                     .kill_grace = absl::Milliseconds(200),
+                     .die_with_parent = true});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->timed_out);
+  EXPECT_LT(r->elapsed, absl::Seconds(5));
+
+  auto missing = RunSubprocess({.argv = {"evalctl-no-such-program"}, .die_with_parent = true});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  auto bad_dir = RunSubprocess(
+      {.argv = {"true"}, .working_dir = "/nonexistent-evalctl-dir", .die_with_parent = true});
+  EXPECT_FALSE(bad_dir.ok());
+}
+
+// A process that runs a child with RunSubprocess is killed: the child dies with it when
+// die_with_parent is set, and lives on (reparented) otherwise.
+bool ChildOutlivesKilledParent(bool die_with_parent) {
+  const std::string pid_file = ::testing::TempDir() + "/subprocess_orphan_" +
+                               std::to_string(::getpid()) + (die_with_parent ? "_dies" : "_lives");
+  std::remove(pid_file.c_str());
+  const pid_t parent = ::fork();
+  if (parent == 0) {
+    (void)RunSubprocess({.argv = {"sh", "-c", "echo $$ > '" + pid_file + ".tmp'; mv '" +
+                                                  pid_file + ".tmp' '" + pid_file +
+                                                  "'; exec sleep 60"},
+                         .timeout = absl::Seconds(60),
+                         .die_with_parent = die_with_parent});
+    ::_exit(0);
+  }
+  pid_t child = 0;
+  for (int i = 0; i < 500 && child == 0; ++i) {
+    std::ifstream f(pid_file);
+    if (!(f >> child)) child = 0;
+    if (child == 0) absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_GT(child, 0) << "the child never started";
+  ::kill(parent, SIGKILL);
+  ::waitpid(parent, nullptr, 0);
+  // Alive: its /proc entry exists and it is not a zombie waiting for its new parent to reap it.
+  auto alive = [&] {
+    std::ifstream stat("/proc/" + std::to_string(child) + "/stat");
+    std::string pid, comm, state;
+    return stat >> pid >> comm >> state && state != "Z" && state != "X";
+  };
+  bool lives = child > 0;
+  for (int i = 0; i < 200 && lives; ++i) {
+    lives = alive();
+    if (lives) absl::SleepFor(absl::Milliseconds(10));
+  }
+  if (lives) ::kill(child, SIGKILL);
+  std::remove(pid_file.c_str());
+  return lives;
+}
+
+TEST(RunSubprocessTest, DieWithParentChildDoesNotOutliveAKilledParent) {
+  EXPECT_FALSE(ChildOutlivesKilledParent(/*die_with_parent=*/true));
+  // Without it the child lives on: what the option is for.
+  EXPECT_TRUE(ChildOutlivesKilledParent(/*die_with_parent=*/false));
 }
 
 }  // namespace

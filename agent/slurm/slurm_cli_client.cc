@@ -182,6 +182,9 @@ absl::StatusOr<SubprocessResult> SlurmCliClient::Run(
   if (parses_times) sp.env.emplace_back("SLURM_TIME_FORMAT", "standard");
   sp.working_dir = working_dir;
   sp.timeout = options_.timeout;
+  // A Slurm command never outlives the agent: an sbatch left running by a killed agent could
+  // submit its job after the restarted agent looked the name up and submitted it again.
+  sp.die_with_parent = true;
   absl::StatusOr<SubprocessResult> r = RunSubprocess(sp);
   if (!r.ok()) {
     // A missing binary is a broken installation, not a passing outage.

@@ -15,7 +15,9 @@
 //               -S SINCE --format=...
 //   Show        scontrol show job -o ID
 //   Cancel      scancel ID ...
-// Every child gets Options::env; sbatch also the request's env. The query commands get
+// Every child gets SIGKILL when the agent dies (SubprocessOptions::die_with_parent): a killed
+// agent leaves no sbatch behind that could submit after the restarted agent has looked the job
+// up by name. Every child gets Options::env; sbatch also the request's env. The query commands get
 // SLURM_TIME_FORMAT=standard on top, so that times parse whatever the environment says.
 //
 // Errors: slurmctld/slurmdbd not answering (connection refused, "Unable to contact slurm

@@ -296,14 +296,25 @@ std::string FakeSbatchPath(E2eEnv& env, const std::string& body) {
   return absl::StrCat(bin, ":", path ? path : "/usr/bin:/bin");
 }
 
-// The agent dies after it journaled the attempt but before sbatch reached Slurm: the restarted
-// agent finds no job of that name and submits it, once.
+// Whether process `pid` still runs (a zombie waiting to be reaped does not).
+bool ProcessRuns(int pid) {
+  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
+  std::string id, comm, state;
+  return stat >> id >> comm >> state && state != "Z" && state != "X";
+}
+
+// The agent dies after it journaled the attempt but before sbatch reached Slurm: the sbatch dies
+// with it (it must not submit later, behind the restarted agent's back), and the restarted agent
+// finds no job of that name and submits it, once.
 TEST_F(E2eTest, AgentKilledBeforeSbatchSubmitsOnce) {
-  // An sbatch that never submits: it records its pid and waits to be killed with the agent.
+  // An sbatch that records its pid and waits for a release file, then submits for real: left
+  // running by a killed agent, it would submit a second job after the restarted agent's.
   const std::string mark = env_.root() + "/sbatch-started";
-  const std::string path =
-      FakeSbatchPath(env_, absl::StrCat("echo $$ > '", mark, ".tmp'\nmv '", mark, ".tmp' '", mark,
-                                        "'\nexec sleep 120\n"));
+  const std::string release = env_.root() + "/sbatch-release";
+  const std::string path = FakeSbatchPath(
+      env_, absl::StrCat("echo $$ > '", mark, ".tmp'\nmv '", mark, ".tmp' '", mark,
+                         "'\nwhile [ ! -e '", release,
+                         "' ]; do sleep 0.1; done\nexec /usr/bin/sbatch \"$@\"\n"));
   env_.KillAgent();
   E2E_ASSERT_OK(env_.StartAgent({{"PATH", path}}));
 
@@ -313,12 +324,15 @@ TEST_F(E2eTest, AgentKilledBeforeSbatchSubmitsOnce) {
   E2E_ASSERT_OK(submitted);
   ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(mark); }, absl::Seconds(60)))
       << "sbatch never ran";
-  env_.KillAgent();
   int sbatch_pid = 0;
-  if (absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(mark)), &sbatch_pid) &&
-      sbatch_pid > 0) {
-    ::kill(sbatch_pid, SIGKILL);
-  }
+  ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(mark)), &sbatch_pid) &&
+              sbatch_pid > 0);
+  ASSERT_TRUE(ProcessRuns(sbatch_pid));
+  env_.KillAgent();
+  // The sbatch the agent was waiting for died with it.
+  const bool sbatch_died = WaitFor([&] { return !ProcessRuns(sbatch_pid); }, absl::Seconds(10));
+  if (!sbatch_died) ::kill(sbatch_pid, SIGKILL);
+  EXPECT_TRUE(sbatch_died) << "sbatch " << sbatch_pid << " outlived the killed agent";
   const v1::Task& task = submitted->tasks(0);
   // Nothing reached Slurm, and the controller knows of no job.
   absl::SleepFor(absl::Seconds(1));
@@ -338,6 +352,10 @@ TEST_F(E2eTest, AgentKilledBeforeSbatchSubmitsOnce) {
   EXPECT_THAT(log, Not(HasSubstr("adopted job=")));
   EXPECT_THAT(log, HasSubstr(absl::StrCat("submitted task=", t.id(),
                                           " attempt=1 job=", t.attempts(0).slurm_job_id())));
+  // Released now, an sbatch that outlived the agent would submit a second job of that name.
+  std::ofstream(release).put('\n');
+  absl::SleepFor(absl::Seconds(3));
+  ExpectOneJobPerAttempt(env_, *finished);
   auto events = env_.WatchAll(submitted->id(), 0, absl::Seconds(30));
   E2E_ASSERT_OK(events);
   ExpectEveryEventAppliedOnce(*events, *finished);
