@@ -653,6 +653,7 @@ CycleStats TaskManager::RunCycle() {
   if (!queue.ok()) {
     stats.slurm_reachable = false;
     stats.slurm_error = std::string(queue.status().message());
+    stats.jobs.unknown = stats.tracked_jobs;
     return stats;
   }
   ++stats.slurm_calls;
@@ -679,6 +680,15 @@ CycleStats TaskManager::RunCycle() {
     if (merged.elapsed_seconds == 0) merged.elapsed_seconds = it->second.elapsed_seconds;
     if (!merged.exit_code) merged.exit_code = it->second.exit_code;
     it->second = std::move(merged);
+  }
+  for (const std::string& id : ids) {
+    auto it = infos.find(id);
+    switch (it == infos.end() ? Kind::kUnknown : Classify(it->second.state)) {
+      case Kind::kQueued: ++stats.jobs.queued; break;
+      case Kind::kRunning: ++stats.jobs.running; break;
+      case Kind::kUnknown: ++stats.jobs.unknown; break;
+      default: ++stats.jobs.ended; break;
+    }
   }
 
   std::vector<const Entry*> changed;

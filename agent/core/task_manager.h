@@ -47,8 +47,20 @@ struct TaskManagerOptions {
   std::function<void(const std::vector<v1::AgentEvent>&)> on_commit;
 };
 
+// The tracked jobs of a cycle by what Slurm said of them: waiting in the queue, running, ended
+// (in this cycle), or unknown (not in Slurm's answers yet, a state evalctl does not know, or
+// Slurm did not answer).
+struct TrackedJobs {
+  int queued = 0;
+  int running = 0;
+  int ended = 0;
+  int unknown = 0;
+};
+
 struct CycleStats {
   int tracked_jobs = 0;
+  // tracked_jobs by state (they add up to it).
+  TrackedJobs jobs;
   // Tasks whose state, phase or progress changed in this cycle.
   int changes = 0;
   int slurm_calls = 0;

@@ -200,7 +200,7 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
       }
     }
     if (metrics_ != nullptr) {
-      metrics_->CycleFinished(absl::Now() - cycle_start, interval, stats.tracked_jobs);
+      metrics_->CycleFinished(absl::Now() - cycle_start, interval, stats.jobs);
     }
     next_cycle = absl::Now() + interval;
     WakeSender();

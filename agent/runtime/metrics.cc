@@ -35,6 +35,11 @@ std::string ReasonLabel(v1::ResumeReason r) {
   return Label(v1::ResumeReason_Name(r), "RESUME_REASON_");
 }
 
+// "first_attempt", or the reason of a later attempt.
+std::string SubmissionLabel(v1::ResumeReason r) {
+  return r == v1::RESUME_REASON_UNSPECIFIED ? "first_attempt" : ReasonLabel(r);
+}
+
 absl::Time ToTime(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
@@ -85,9 +90,9 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry, const std::string& ve
                           .Add({})),
       tracked_jobs_(prometheus::BuildGauge()
                         .Name("evalctl_agent_tracked_jobs")
-                        .Help("Slurm jobs the last tracking cycle followed.")
-                        .Register(registry)
-                        .Add({})),
+                        .Help("Slurm jobs the last tracking cycle followed, by what Slurm said of "
+                              "them (queued, running, ended, unknown).")
+                        .Register(registry)),
       tasks_(prometheus::BuildGauge()
                  .Name("evalctl_agent_tasks")
                  .Help("Active (non-terminal) tasks of this agent, by state.")
@@ -120,9 +125,9 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry, const std::string& ve
               .Add({})),
       submissions_(prometheus::BuildCounter()
                        .Name("evalctl_agent_submissions_total")
-                       .Help("Attempts submitted to Slurm (first attempts and resumes).")
-                       .Register(registry)
-                       .Add({})),
+                       .Help("Attempts submitted to Slurm, by reason: first_attempt or the "
+                             "resume reason.")
+                       .Register(registry)),
       resumes_(prometheus::BuildCounter()
                    .Name("evalctl_agent_resumes_total")
                    .Help("Attempts that followed an earlier one, by reason.")
@@ -143,9 +148,16 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry, const std::string& ve
     task_unchanged_.Add({{"state", StateLabel(s)}});
   }
   for (v1::TaskState s : kTerminalStates) tasks_finished_.Add({{"state", StateLabel(s)}});
+  for (const char* state : {"queued", "running", "ended", "unknown"}) {
+    tracked_jobs_.Add({{"state", state}});
+  }
+  submissions_.Add({{"reason", SubmissionLabel(v1::RESUME_REASON_UNSPECIFIED)}});
   for (int r = v1::ResumeReason_MIN + 1; r <= v1::ResumeReason_MAX; ++r) {
-    if (v1::ResumeReason_IsValid(r)) {
-      resumes_.Add({{"reason", ReasonLabel(static_cast<v1::ResumeReason>(r))}});
+    if (!v1::ResumeReason_IsValid(r)) continue;
+    const auto reason = static_cast<v1::ResumeReason>(r);
+    resumes_.Add({{"reason", ReasonLabel(reason)}});
+    if (reason != v1::RESUME_REASON_SLURM_REQUEUE) {
+      submissions_.Add({{"reason", SubmissionLabel(reason)}});
     }
   }
 }
@@ -162,10 +174,13 @@ void AgentMetrics::SetSlurmUnreachable(absl::Duration for_how_long) {
 }
 
 void AgentMetrics::CycleFinished(absl::Duration took, absl::Duration next_interval,
-                                 int tracked_jobs) {
+                                 const TrackedJobs& jobs) {
   cycle_duration_.Observe(absl::ToDoubleSeconds(took));
   cycle_interval_.Set(absl::ToDoubleSeconds(next_interval));
-  tracked_jobs_.Set(tracked_jobs);
+  tracked_jobs_.Add({{"state", "queued"}}).Set(jobs.queued);
+  tracked_jobs_.Add({{"state", "running"}}).Set(jobs.running);
+  tracked_jobs_.Add({{"state", "ended"}}).Set(jobs.ended);
+  tracked_jobs_.Add({{"state", "unknown"}}).Set(jobs.unknown);
 }
 
 void AgentMetrics::TasksLoaded(const std::vector<JournaledTask>& tasks) {
@@ -200,17 +215,23 @@ void AgentMetrics::EventsCommitted(const std::vector<v1::AgentEvent>& events) {
   for (const v1::AgentEvent& e : events) {
     if (!e.has_task()) continue;
     const v1::TaskEvent& ev = e.task();
+    const v1::ResumeReason reason = ev.attempt().resume_reason();
     switch (ev.kind()) {
       case v1::TaskEvent::KIND_SUBMITTED:
-        submissions_.Increment();
+        // Normally a first attempt; a later one when the agent adopted a job it had submitted
+        // without recording it (found by name), which no RESUMED event announces.
+        submissions_.Add({{"reason", SubmissionLabel(reason)}}).Increment();
+        if (reason != v1::RESUME_REASON_UNSPECIFIED) {
+          resumes_.Add({{"reason", ReasonLabel(reason)}}).Increment();
+        }
         break;
-      case v1::TaskEvent::KIND_RESUMED: {
-        const v1::ResumeReason reason = ev.attempt().resume_reason();
+      case v1::TaskEvent::KIND_RESUMED:
         resumes_.Add({{"reason", ReasonLabel(reason)}}).Increment();
         // Slurm requeues a job itself; every other resume is an sbatch of the agent's.
-        if (reason != v1::RESUME_REASON_SLURM_REQUEUE) submissions_.Increment();
+        if (reason != v1::RESUME_REASON_SLURM_REQUEUE) {
+          submissions_.Add({{"reason", SubmissionLabel(reason)}}).Increment();
+        }
         break;
-      }
       case v1::TaskEvent::KIND_FINISHED:
         if (IsTerminal(ev.state()))
           tasks_finished_.Add({{"state", StateLabel(ev.state())}}).Increment();

@@ -14,21 +14,24 @@
 //   evalctl_agent_slurm_unreachable_seconds                        gauge, 0 while Slurm answers
 //   evalctl_agent_cycle_duration_seconds                           histogram, one tracking cycle
 //   evalctl_agent_cycle_interval_seconds                           gauge, until the next cycle
-//   evalctl_agent_tracked_jobs                                     gauge
+//   evalctl_agent_tracked_jobs{state}                              gauge, jobs of the last cycle
 //   evalctl_agent_tasks{state}                                     gauge, active tasks
 //   evalctl_agent_task_oldest_unchanged_seconds{state}             gauge (see below)
 //   evalctl_agent_outbox_events                                    gauge, not yet acknowledged
 //   evalctl_agent_outbox_oldest_unacked_age_seconds                gauge, 0 when empty
 //   evalctl_agent_stream_connected                                 gauge, 0 or 1
 //   evalctl_agent_stream_reconnects_total                          counter, redials
-//   evalctl_agent_submissions_total                                counter, attempts Slurm took
+//   evalctl_agent_submissions_total{reason}                        counter, attempts Slurm took
 //   evalctl_agent_resumes_total{reason}                            counter
 //   evalctl_agent_tasks_finished_total{state}                      counter, terminal states
 // `command` is sbatch, squeue, sacct, scontrol, scancel, or find_by_name (squeue and sacct by
 // job name); `outcome` is ok or the lower-case status code (unavailable, deadline_exceeded,
-// invalid_argument, not_found, ...). task_oldest_unchanged_seconds is, per state, the time since
-// the least recently changed active task last changed (state, phase or progress): what a "task
-// stuck" alert needs.
+// invalid_argument, not_found, ...). tracked_jobs' `state` is what Slurm said of each job in the
+// last cycle: queued, running, ended (in that cycle) or unknown (not shown yet, or Slurm did not
+// answer). submissions_total's `reason` is first_attempt, or the resume reason of the attempt
+// (timeout, preempted, node_fail, boot_fail, manual; Slurm's own requeues are no submission).
+// task_oldest_unchanged_seconds is, per state, the time since the least recently changed active
+// task last changed (state, phase or progress): what a "task stuck" alert needs.
 //
 // Thread-safe.
 #pragma once
@@ -42,6 +45,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/core/journal.h"
+#include "agent/core/task_manager.h"
 #include "agent/slurm/slurm_client.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -60,8 +64,8 @@ class AgentMetrics {
   // How long Slurm has not answered (zero while it does).
   void SetSlurmUnreachable(absl::Duration for_how_long);
 
-  // One tracking cycle, the interval until the next one, and the jobs it tracked.
-  void CycleFinished(absl::Duration took, absl::Duration next_interval, int tracked_jobs);
+  // One tracking cycle, the interval until the next one, and the jobs it tracked by state.
+  void CycleFinished(absl::Duration took, absl::Duration next_interval, const TrackedJobs& jobs);
 
   // Active tasks: seeded from the journal at start, then kept up to date from the committed
   // events (EventsCommitted). RefreshTasks sets the task gauges as of `now`.
@@ -88,14 +92,14 @@ class AgentMetrics {
   prometheus::Gauge& slurm_unreachable_;
   prometheus::Histogram& cycle_duration_;
   prometheus::Gauge& cycle_interval_;
-  prometheus::Gauge& tracked_jobs_;
+  prometheus::Family<prometheus::Gauge>& tracked_jobs_;
   prometheus::Family<prometheus::Gauge>& tasks_;
   prometheus::Family<prometheus::Gauge>& task_unchanged_;
   prometheus::Gauge& outbox_events_;
   prometheus::Gauge& outbox_age_;
   prometheus::Gauge& stream_connected_;
   prometheus::Counter& stream_reconnects_;
-  prometheus::Counter& submissions_;
+  prometheus::Family<prometheus::Counter>& submissions_;
   prometheus::Family<prometheus::Counter>& resumes_;
   prometheus::Family<prometheus::Counter>& tasks_finished_;
 

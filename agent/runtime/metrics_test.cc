@@ -131,7 +131,15 @@ TEST_F(AgentMetricsTest, CommittedEventsCountSubmissionsResumesEndingsAndTaskSta
   clock_.Advance(absl::Seconds(5));
   tm.RunCycle();  // task 0 resumes (attempt 2 queued), task 1 failed
 
-  EXPECT_THAT(Value(registry_, "evalctl_agent_submissions_total"), Optional(3.0));
+  EXPECT_THAT(Value(registry_, "evalctl_agent_submissions_total", {{"reason", "first_attempt"}}),
+              Optional(2.0));
+  EXPECT_THAT(Value(registry_, "evalctl_agent_submissions_total", {{"reason", "timeout"}}),
+              Optional(1.0));
+  EXPECT_THAT(Value(registry_, "evalctl_agent_submissions_total", {{"reason", "manual"}}),
+              Optional(0.0));
+  // Slurm's own requeues are no submission of the agent's: no such series.
+  EXPECT_EQ(Value(registry_, "evalctl_agent_submissions_total", {{"reason", "slurm_requeue"}}),
+            std::nullopt);
   EXPECT_THAT(Value(registry_, "evalctl_agent_resumes_total", {{"reason", "timeout"}}),
               Optional(1.0));
   EXPECT_THAT(Value(registry_, "evalctl_agent_resumes_total", {{"reason", "preempted"}}),
@@ -166,6 +174,59 @@ TEST_F(AgentMetricsTest, CommittedEventsCountSubmissionsResumesEndingsAndTaskSta
   std::filesystem::remove_all(root);
 }
 
+TEST_F(AgentMetricsTest, TrackedJobsByWhatSlurmSaysOfThem) {
+  for (const char* state : {"queued", "running", "ended", "unknown"}) {
+    EXPECT_THAT(Value(registry_, "evalctl_agent_tracked_jobs", {{"state", state}}), Optional(0.0))
+        << state;
+  }
+  const std::string root =
+      ::testing::TempDir() + "/agent_metrics_tracked_" + std::to_string(::getpid());
+  std::filesystem::remove_all(root);
+  auto journal = Journal::Open(root + "/state");
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  FakeSlurm fake(
+      &clock_, {.default_plan = {.pending_for = absl::Seconds(10), .run_for = absl::Seconds(20)}});
+  TaskManager tm({}, &fake, journal->get(), &clock_);
+  ASSERT_TRUE(tm.Recover().ok());
+  for (int i = 0; i < 3; ++i) {
+    v1::SubmitTask t;
+    t.set_task_id("0123456789abcdef." + std::to_string(i));
+    t.set_invocation_id("0123456789abcdef");
+    t.set_name("t");
+    t.mutable_job()->set_script("#!/bin/bash\necho hi\n");
+    t.mutable_job()->set_run_dir(root + "/runs/t" + std::to_string(i));
+    t.mutable_job()->set_job_name_prefix("acct-sub.t" + std::to_string(i));
+    ASSERT_TRUE(tm.Accept(t).ok());
+    clock_.Advance(absl::Seconds(4));  // submitted at 0, 4 and 8 s
+  }
+  auto cycle = [&] {
+    CycleStats stats = tm.RunCycle();
+    metrics_.CycleFinished(absl::Milliseconds(1), absl::Seconds(1), stats.jobs);
+    EXPECT_EQ(stats.jobs.queued + stats.jobs.running + stats.jobs.ended + stats.jobs.unknown,
+              stats.tracked_jobs);
+  };
+  auto jobs = [&](const std::string& state) {
+    return Value(registry_, "evalctl_agent_tracked_jobs", {{"state", state}}).value_or(-1);
+  };
+  // t=12 s: the first job started at 10 s, the others wait until 14 and 18 s.
+  cycle();
+  EXPECT_EQ(jobs("running"), 1.0);
+  EXPECT_EQ(jobs("queued"), 2.0);
+  EXPECT_EQ(jobs("ended"), 0.0);
+  // t=31 s: the first ended at 30 s (seen ending in this cycle), the others run.
+  clock_.Advance(absl::Seconds(19));
+  cycle();
+  EXPECT_EQ(jobs("ended"), 1.0);
+  EXPECT_EQ(jobs("running"), 2.0);
+  EXPECT_EQ(jobs("queued"), 0.0);
+  // Slurm does not answer: every tracked job is unknown.
+  fake.SetControllerDown(true);
+  cycle();
+  EXPECT_EQ(jobs("unknown"), 2.0);
+  EXPECT_EQ(jobs("running"), 0.0);
+  std::filesystem::remove_all(root);
+}
+
 TEST_F(AgentMetricsTest, GaugesOfTheRuntime) {
   EXPECT_THAT(Value(registry_, "evalctl_agent_build_info", {{"version", "1.2.3"}}), Optional(1.0));
   EXPECT_THAT(Value(registry_, "evalctl_agent_stream_connected"), Optional(0.0));
@@ -174,7 +235,8 @@ TEST_F(AgentMetricsTest, GaugesOfTheRuntime) {
   metrics_.StreamReconnect();
   metrics_.SetOutbox(42, absl::Seconds(90));
   metrics_.SetSlurmUnreachable(absl::Seconds(30));
-  metrics_.CycleFinished(absl::Milliseconds(250), absl::Seconds(4), 7);
+  metrics_.CycleFinished(absl::Milliseconds(250), absl::Seconds(4),
+                         {.queued = 3, .running = 2, .ended = 1, .unknown = 1});
 
   EXPECT_THAT(Value(registry_, "evalctl_agent_stream_connected"), Optional(1.0));
   EXPECT_THAT(Value(registry_, "evalctl_agent_stream_reconnects_total"), Optional(1.0));
@@ -183,7 +245,13 @@ TEST_F(AgentMetricsTest, GaugesOfTheRuntime) {
   EXPECT_THAT(Value(registry_, "evalctl_agent_slurm_unreachable_seconds"), Optional(30.0));
   EXPECT_THAT(Value(registry_, "evalctl_agent_cycle_duration_seconds"), Optional(1.0));
   EXPECT_THAT(Value(registry_, "evalctl_agent_cycle_interval_seconds"), Optional(4.0));
-  EXPECT_THAT(Value(registry_, "evalctl_agent_tracked_jobs"), Optional(7.0));
+  EXPECT_THAT(Value(registry_, "evalctl_agent_tracked_jobs", {{"state", "queued"}}), Optional(3.0));
+  EXPECT_THAT(Value(registry_, "evalctl_agent_tracked_jobs", {{"state", "running"}}),
+              Optional(2.0));
+  EXPECT_THAT(Value(registry_, "evalctl_agent_tracked_jobs", {{"state", "ended"}}), Optional(1.0));
+  EXPECT_THAT(Value(registry_, "evalctl_agent_tracked_jobs", {{"state", "unknown"}}),
+              Optional(1.0));
+  EXPECT_EQ(Value(registry_, "evalctl_agent_tracked_jobs"), std::nullopt);
 }
 
 TEST(OutcomeLabelTest, OkOrTheLowerCaseCode) {

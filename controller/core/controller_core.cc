@@ -516,7 +516,7 @@ absl::StatusOr<v1::CancelInvocationResponse> ControllerCore::Cancel(const Caller
     event.set_reason(t.task.reason());
     *event.mutable_progress() = t.task.progress();
     RETURN_IF_ERROR(store_->UpdateTask(t, &event).status());
-    if (undelivered) metrics_->TaskFinished(v1::TASK_STATE_CANCELLED);
+    if (undelivered) metrics_->TaskFinished(v1::TASK_STATE_CANCELLED, EndReason::kRequested);
     if (!undelivered) {
       absl::MutexLock lock(&mu_);
       v1::Command cmd;
@@ -608,6 +608,23 @@ absl::StatusOr<std::vector<v1::WatchInvocationResponse>> ControllerCore::EventsA
 bool ControllerCore::InvocationFinished(const std::string& invocation_id) {
   auto inv = store_->GetInvocation(invocation_id, {.view = v1::INVOCATION_VIEW_SUMMARY});
   return inv.ok() && inv->finished();
+}
+
+uint64_t ControllerCore::LastEventSequence() { return store_->last_event_sequence(); }
+
+void ControllerCore::RefreshMetrics() {
+  auto counts = store_->CountTasksByState();
+  if (counts.ok()) {
+    std::map<v1::TaskState, int64_t> all;
+    for (int s = v1::TaskState_MIN + 1; s <= v1::TaskState_MAX; ++s) {
+      if (v1::TaskState_IsValid(s)) all[static_cast<v1::TaskState>(s)] = 0;
+    }
+    for (const auto& [state, n] : *counts) all[state] = n;
+    metrics_->TasksByState(all);
+  } else {
+    LOG(WARNING) << "counting tasks by state: " << counts.status();
+  }
+  metrics_->EventLogHead(store_->last_event_sequence());
 }
 
 int64_t ControllerCore::AddListener(std::function<void()> notify) {
@@ -746,7 +763,8 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
   for (StoredTask& t : lost_secrets) {
     (void)FailTask(std::move(t),
                    "the controller restarted before the cluster's agent took the task, and the "
-                   "task's secret values are never stored; submit the invocation again");
+                   "task's secret values are never stored; submit the invocation again",
+                   EndReason::kNotDelivered);
   }
   LOG(INFO) << "agent=" << Esc(reg.agent_id()) << " cluster=" << Esc(reg.cluster())
             << " user=" << Esc(reg.unix_user()) << " version=" << Esc(reg.version())
@@ -757,7 +775,7 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
   return out;
 }
 
-absl::Status ControllerCore::FailTask(StoredTask task, const std::string& reason) {
+absl::Status ControllerCore::FailTask(StoredTask task, const std::string& reason, EndReason why) {
   task.task.set_state(v1::TASK_STATE_FAILED);
   task.task.set_reason(reason);
   v1::TaskEvent event;
@@ -767,7 +785,7 @@ absl::Status ControllerCore::FailTask(StoredTask task, const std::string& reason
   event.set_state(v1::TASK_STATE_FAILED);
   event.set_reason(reason);
   RETURN_IF_ERROR(store_->UpdateTask(task, &event).status());
-  metrics_->TaskFinished(v1::TASK_STATE_FAILED);
+  metrics_->TaskFinished(v1::TASK_STATE_FAILED, why);
   NotifyListeners();
   return absl::OkStatus();
 }
@@ -782,11 +800,13 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
                                                      const v1::Events& events) {
   absl::MutexLock apply(&apply_mu_);
   uint64_t last_applied;
+  std::string cluster;
   {
     absl::MutexLock lock(&mu_);
     auto it = agents_.find(agent_id);
     if (it == agents_.end()) return absl::FailedPreconditionError("agent is not registered");
     last_applied = it->second.last_applied;
+    cluster = it->second.cluster.name();
     *it->second.cluster.mutable_last_seen() = Ts(clock_->Now());
   }
   std::vector<AppliedEvent> batch;
@@ -794,8 +814,9 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
   uint64_t highest = last_applied;
   std::optional<v1::ClusterHealth> health;
   int fresh = 0;                          // events not applied before
-  std::vector<v1::TaskState> finished;    // endings in this batch
+  std::vector<std::pair<v1::TaskState, EndReason>> finished;  // endings in this batch
   std::vector<v1::ResumeReason> resumed;  // resumed attempts in this batch
+  std::vector<AttemptTimes> attempt_times;  // attempts seen starting or ending for the first time
   for (const v1::AgentEvent& e : events.events()) {
     if (e.sequence() <= highest) continue;  // already applied (a replay) or out of order
     highest = e.sequence();
@@ -820,9 +841,21 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
       task = *std::move(stored);
     }
     const bool was_terminal = IsTerminal(task.task.state());
+    const bool cancel_requested = task.task.cancel_requested();
+    if (AttemptTimes t = NewAttemptTimes(task.task, ev); t.queue_wait || t.run_time) {
+      attempt_times.push_back(t);
+    }
     ApplyEventToTask(ev, task.task);
-    if (!was_terminal && IsTerminal(task.task.state())) finished.push_back(task.task.state());
-    if (ev.kind() == v1::TaskEvent::KIND_RESUMED) resumed.push_back(ev.attempt().resume_reason());
+    if (!was_terminal && IsTerminal(task.task.state())) {
+      finished.emplace_back(task.task.state(), EndReasonOf(ev, cancel_requested));
+    }
+    // A later attempt the agent adopted (found by name after an unanswered sbatch) comes as
+    // SUBMITTED, with its resume reason, and no RESUMED event.
+    if (ev.kind() == v1::TaskEvent::KIND_RESUMED ||
+        (ev.kind() == v1::TaskEvent::KIND_SUBMITTED &&
+         ev.attempt().resume_reason() != v1::RESUME_REASON_UNSPECIFIED)) {
+      resumed.push_back(ev.attempt().resume_reason());
+    }
     if (ev.kind() != v1::TaskEvent::KIND_UNSPECIFIED) task.accepted = true;
     batch.push_back({task, ev});
     // Later events of this task in the batch start from this state.
@@ -832,8 +865,12 @@ absl::StatusOr<uint64_t> ControllerCore::AgentEvents(const std::string& agent_id
   const absl::Time apply_start = clock_->Now();
   RETURN_IF_ERROR(store_->ApplyAgentEvents(agent_id, batch, highest).status());
   metrics_->EventsApplied(fresh, clock_->Now() - apply_start);
-  for (v1::TaskState s : finished) metrics_->TaskFinished(s);
+  for (const auto& [state, why] : finished) metrics_->TaskFinished(state, why);
   for (v1::ResumeReason r : resumed) metrics_->TaskResumed(r);
+  for (const AttemptTimes& t : attempt_times) {
+    if (t.queue_wait) metrics_->AttemptStarted(cluster, *t.queue_wait);
+    if (t.run_time) metrics_->AttemptEnded(cluster, *t.run_time);
+  }
   {
     absl::MutexLock lock(&mu_);
     AgentState& a = agents_[agent_id];
@@ -898,7 +935,8 @@ void ControllerCore::AgentCommandResult(const std::string& agent_id,
         auto t = store_->GetTaskStatus(pending.task_id);
         if (t.ok() && !IsTerminal(t->task.state())) {
           (void)FailTask(*std::move(t),
-                         absl::StrCat("the agent could not take the task: ", status.message()));
+                         absl::StrCat("the agent could not take the task: ", status.message()),
+                         EndReason::kAgentRefused);
         }
       }
       return;
@@ -966,7 +1004,8 @@ void ControllerCore::Tick() {
     (void)FailTask(*std::move(t),
                    absl::StrCat("the agent of cluster ", cluster, " did not reconnect within ",
                                 absl::FormatDuration(options_.agent_wait),
-                                "; the task was never submitted. Submit it again"));
+                                "; the task was never submitted. Submit it again"),
+                   EndReason::kNotDelivered);
   }
 }
 

@@ -88,6 +88,13 @@ class ControllerCore {
   int64_t AddListener(std::function<void()> notify);
   void RemoveListener(int64_t id);
   bool InvocationFinished(const std::string& invocation_id);
+  // The sequence of the newest committed event: a watcher that has read up to it is caught up.
+  uint64_t LastEventSequence();
+
+  // --- monitoring
+  // Reports what the gauges show from the store (tasks by state, the event log's head) to the
+  // metrics; cheap (a few rows), called before each scrape of /metrics.
+  void RefreshMetrics();
 
   // Logs: asks the task's agent for a chunk; `done` runs when the agent answers or fails.
   using LogCallback = std::function<void(absl::StatusOr<v1::LogChunk>)>;
@@ -138,7 +145,7 @@ class ControllerCore {
   void SendCommand(const std::string& agent_id, v1::Command command, PendingCommand pending)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyListeners();
-  absl::Status FailTask(StoredTask task, const std::string& reason);
+  absl::Status FailTask(StoredTask task, const std::string& reason, EndReason why);
   // Reports connected agents per cluster to metrics_.
   void ReportConnectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

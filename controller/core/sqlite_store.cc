@@ -13,7 +13,7 @@ namespace {
 
 using google::protobuf::util::TimeUtil;
 
-constexpr int kSchemaVersion = 3;
+constexpr int kSchemaVersion = 4;
 
 // Schema migrations, in order; migration i brings the schema from version i to i + 1.
 constexpr const char* kMigrations[] = {
@@ -44,6 +44,28 @@ constexpr const char* kMigrations[] = {
     // status. A status table of 10,000 tasks then parses ~80 bytes per task instead of the
     // attempts, timestamps and results (~550 bytes and ~35 objects). Filled by FillBriefs.
     "ALTER TABLE tasks ADD COLUMN brief BLOB;",
+    // 3 → 4: tasks per state, kept by triggers in the transaction that changes a task, so that
+    // the controller's tasks-by-state gauge reads a few rows instead of counting every task ever
+    // submitted. Only changes of `state` touch it (events that move progress or phase do not).
+    // No conflict clause in the triggers: inside a trigger, SQLite applies the firing statement's
+    // (PutTask's INSERT OR REPLACE) instead of the trigger's own.
+    "CREATE TABLE task_state_counts (state INTEGER PRIMARY KEY, n INTEGER NOT NULL);"
+    "INSERT INTO task_state_counts (state, n) SELECT state, COUNT(*) FROM tasks GROUP BY state;"
+    "CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN"
+    "  INSERT INTO task_state_counts (state, n) SELECT new.state, 0"
+    "    WHERE NOT EXISTS (SELECT 1 FROM task_state_counts WHERE state = new.state);"
+    "  UPDATE task_state_counts SET n = n + 1 WHERE state = new.state;"
+    "END;"
+    "CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN"
+    "  UPDATE task_state_counts SET n = n - 1 WHERE state = old.state;"
+    "END;"
+    "CREATE TRIGGER tasks_count_update AFTER UPDATE OF state ON tasks"
+    "  WHEN old.state IS NOT new.state BEGIN"
+    "  UPDATE task_state_counts SET n = n - 1 WHERE state = old.state;"
+    "  INSERT INTO task_state_counts (state, n) SELECT new.state, 0"
+    "    WHERE NOT EXISTS (SELECT 1 FROM task_state_counts WHERE state = new.state);"
+    "  UPDATE task_state_counts SET n = n + 1 WHERE state = new.state;"
+    "END;",
 };
 
 // Resets a cached statement when the scope ends, however it ends: clears its bindings and
@@ -118,10 +140,14 @@ void AddCount(v1::TaskCounts& c, v1::TaskState state, int n) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path) {
+absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(const std::string& path,
+                                                               CoreMetrics* metrics) {
   ASSIGN_OR_RETURN(auto db, SqliteDb::Open(path, {.create_mode = 0600}));
-  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db)));
+  std::unique_ptr<SqliteStore> store(new SqliteStore(std::move(db), metrics));
   absl::MutexLock lock(&store->mu_);
+  // An INSERT OR REPLACE that replaces a task row deletes it first; with recursive triggers the
+  // delete trigger sees that, and the counts of task_state_counts stay exact.
+  RETURN_IF_ERROR(store->db_->Exec("PRAGMA recursive_triggers = ON"));
   RETURN_IF_ERROR(store->Migrate());
   // SQLite's default page cache is 2 MiB, less than the rows of one 10,000-task invocation
   // (~7 MiB): every status read and every batch of events went back to the file through pread.
@@ -174,6 +200,14 @@ absl::Status SqliteStore::FillBriefs() {
     RETURN_IF_ERROR(write.BindBlob(1, BriefOf(t)).Bind(2, read.Text(0)).Run());
   }
   return absl::OkStatus();
+}
+
+template <typename F>
+absl::Status SqliteStore::Write(absl::string_view operation, F&& body) {
+  const absl::Time start = absl::Now();
+  absl::Status s = db_->Transaction(std::forward<F>(body));
+  if (s.ok() && metrics_ != nullptr) metrics_->StoreCommitted(operation, absl::Now() - start);
+  return s;
 }
 
 absl::StatusOr<SqliteStatement*> SqliteStore::Statement(const std::string& sql) {
@@ -238,7 +272,7 @@ absl::StatusOr<uint64_t> SqliteStore::AppendEvent(const std::string& invocation_
 absl::Status SqliteStore::CreateInvocation(const NewInvocation& inv) {
   absl::MutexLock lock(&mu_);
   const uint64_t seq_before = last_event_sequence_;
-  absl::Status s = db_->Transaction([&]() -> absl::Status {
+  absl::Status s = Write("create_invocation", [&]() -> absl::Status {
     ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
         "INSERT INTO invocations (id, owner, request_id, created_ms, data) VALUES (?, ?, ?, ?, ?)"));
     ResetOnExit reset(st);
@@ -484,12 +518,25 @@ absl::StatusOr<std::vector<StoredTask>> SqliteStore::CancellingTasks(const std::
   return out;
 }
 
+absl::StatusOr<std::map<v1::TaskState, int64_t>> SqliteStore::CountTasksByState() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(SqliteStatement * st, Statement("SELECT state, n FROM task_state_counts"));
+  ResetOnExit reset(st);
+  std::map<v1::TaskState, int64_t> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, st->Step());
+    if (!row) break;
+    out[static_cast<v1::TaskState>(st->Int(0))] = st->Int(1);
+  }
+  return out;
+}
+
 absl::StatusOr<uint64_t> SqliteStore::UpdateTask(const StoredTask& task,
                                                  const v1::TaskEvent* event) {
   absl::MutexLock lock(&mu_);
   const uint64_t seq_before = last_event_sequence_;
   uint64_t seq = 0;
-  absl::Status s = db_->Transaction([&]() -> absl::Status {
+  absl::Status s = Write("update_task", [&]() -> absl::Status {
     RETURN_IF_ERROR(PutTaskStatus(task));
     if (event != nullptr) {
       ASSIGN_OR_RETURN(seq, AppendEvent(task.task.invocation_id(), *event));
@@ -509,7 +556,7 @@ absl::StatusOr<std::vector<uint64_t>> SqliteStore::ApplyAgentEvents(
   absl::MutexLock lock(&mu_);
   const uint64_t seq_before = last_event_sequence_;
   std::vector<uint64_t> seqs;
-  absl::Status s = db_->Transaction([&]() -> absl::Status {
+  absl::Status s = Write("apply_agent_events", [&]() -> absl::Status {
     // A task with several events in the batch is written once, with its last state (the events
     // arrive in order and each carries the task as it was after it).
     std::map<std::string, const StoredTask*> last;
@@ -569,11 +616,13 @@ uint64_t SqliteStore::last_event_sequence() {
 
 absl::Status SqliteStore::UpsertAgent(const v1::Cluster& cluster) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
-      "INSERT INTO agents (agent_id, cluster) VALUES (?, ?) "
-      "ON CONFLICT (agent_id) DO UPDATE SET cluster = excluded.cluster"));
-  ResetOnExit reset(st);
-  return st->Bind(1, cluster.agent_id()).BindBlob(2, cluster.SerializeAsString()).Run();
+  return Write("upsert_agent", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(SqliteStatement * st,
+                     Statement("INSERT INTO agents (agent_id, cluster) VALUES (?, ?) "
+                               "ON CONFLICT (agent_id) DO UPDATE SET cluster = excluded.cluster"));
+    ResetOnExit reset(st);
+    return st->Bind(1, cluster.agent_id()).BindBlob(2, cluster.SerializeAsString()).Run();
+  });
 }
 
 absl::StatusOr<std::optional<AgentRecord>> SqliteStore::GetAgent(const std::string& agent_id) {

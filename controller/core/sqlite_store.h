@@ -1,6 +1,10 @@
 // Store on SQLite (WAL, synchronous=FULL) in the controller's state directory. Schema versions
 // are kept in `meta.schema_version`; Open migrates older databases forward and refuses newer ones.
 // Thread-safe: one connection behind a mutex (SQLite serialises writers anyway).
+//
+// Tasks per state are counted in a table of their own, kept by triggers on `tasks` in the same
+// transactions (CountTasksByState reads at most one row per state). Every write transaction is
+// timed and reported to the optional CoreMetrics (StoreCommitted).
 #pragma once
 
 #include <map>
@@ -9,14 +13,17 @@
 
 #include "absl/synchronization/mutex.h"
 #include "common/sqlite.h"
+#include "controller/core/core_metrics.h"
 #include "controller/core/store.h"
 
 namespace evalctl::controller {
 
 class SqliteStore : public Store {
  public:
-  // `path` of the database file; created with mode 0600.
-  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path);
+  // `path` of the database file; created with mode 0600. `metrics` (optional, not owned) hears
+  // the latency of every write transaction.
+  static absl::StatusOr<std::unique_ptr<SqliteStore>> Open(const std::string& path,
+                                                           CoreMetrics* metrics = nullptr);
 
   absl::Status CreateInvocation(const NewInvocation& inv) override;
   absl::StatusOr<std::optional<std::string>> FindRequest(const std::string& owner,
@@ -32,6 +39,7 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<v1::Invocation>> ListInvocations(const ListFilter& filter) override;
   absl::StatusOr<std::vector<StoredTask>> UnacceptedTasks(const std::string& agent_id) override;
   absl::StatusOr<std::vector<StoredTask>> CancellingTasks(const std::string& agent_id) override;
+  absl::StatusOr<std::map<v1::TaskState, int64_t>> CountTasksByState() override;
   absl::StatusOr<uint64_t> UpdateTask(const StoredTask& task, const v1::TaskEvent* event) override;
   absl::StatusOr<std::vector<uint64_t>> ApplyAgentEvents(const std::string& agent_id,
                                                          const std::vector<AppliedEvent>& events,
@@ -45,7 +53,12 @@ class SqliteStore : public Store {
   absl::StatusOr<std::vector<AgentRecord>> ListAgents() override;
 
  private:
-  explicit SqliteStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  SqliteStore(std::unique_ptr<SqliteDb> db, CoreMetrics* metrics)
+      : metrics_(metrics), db_(std::move(db)) {}
+  // Runs `body` in one write transaction (SqliteDb::Transaction) and reports its latency as
+  // `operation` to metrics_.
+  template <typename F>
+  absl::Status Write(absl::string_view operation, F&& body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Fills the `brief` column of every task (the schema 3 migration).
   absl::Status FillBriefs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -66,6 +79,7 @@ class SqliteStore : public Store {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status FillCounts(v1::Invocation& inv) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  CoreMetrics* metrics_;
   absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
   // Declared after db_, so destroyed (finalized) before the connection closes.

@@ -161,6 +161,18 @@ TEST(SqliteStoreTest, MigratesVersion1StoresKeepingEveryTasksJob) {
   ASSERT_EQ(basic->tasks_size(), 1);
   EXPECT_EQ(basic->tasks(0).id(), t.task.id());
   EXPECT_EQ(basic->tasks(0).state(), v1::TASK_STATE_PENDING);
+  // The migration to version 4 counted the tasks by state; the counts follow changes from then on.
+  auto counts = (*s)->CountTasksByState();
+  ASSERT_TRUE(counts.ok()) << counts.status();
+  EXPECT_EQ(*counts, (std::map<v1::TaskState, int64_t>{{v1::TASK_STATE_PENDING, 1}}));
+  StoredTask running = (*unaccepted)[0];
+  running.task.set_state(v1::TASK_STATE_RUNNING);
+  ASSERT_TRUE((*s)->UpdateTask(running, nullptr).ok());
+  ASSERT_TRUE((*s)->UpdateTask(running, nullptr).ok());  // no change of state, no change of count
+  counts = (*s)->CountTasksByState();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(*counts, (std::map<v1::TaskState, int64_t>{{v1::TASK_STATE_PENDING, 0},
+                                                       {v1::TASK_STATE_RUNNING, 1}}));
 }
 
 // An invocation of `n` tasks, each with two attempts (the second one submitted), results, and

@@ -8,6 +8,8 @@
 // published. Implementations are thread-safe.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -103,6 +105,9 @@ class Store {
   virtual absl::StatusOr<std::vector<StoredTask>> CancellingTasks(const std::string& agent_id) = 0;
   // Tasks of an agent that it has not confirmed yet (to resend after a reconnect).
   virtual absl::StatusOr<std::vector<StoredTask>> UnacceptedTasks(const std::string& agent_id) = 0;
+  // How many tasks are in each state (states without tasks may be absent or 0). Kept by the
+  // store as tasks change, so that it reads a handful of rows whatever the number of tasks.
+  virtual absl::StatusOr<std::map<v1::TaskState, int64_t>> CountTasksByState() = 0;
 
   // Updates a task's status and acceptance and appends `event` to the event log, returning
   // its sequence (0 when `event` is null). A task's SubmitTask, agent and index are written once

@@ -116,13 +116,13 @@ int main(int argc, char** argv) {
   std::error_code ec;
   std::filesystem::create_directories(state_dir, ec);
   std::filesystem::permissions(state_dir, std::filesystem::perms::owner_all, ec);
-  auto store = evalctl::controller::SqliteStore::Open(state_dir + "/controller.db");
+  auto registry = std::make_shared<prometheus::Registry>();
+  evalctl::controller::ControllerMetrics metrics(*registry, EVALCTL_VERSION);
+  auto store = evalctl::controller::SqliteStore::Open(state_dir + "/controller.db", &metrics);
   if (!store.ok()) {
     std::cerr << "evalctl-controller: " << store.status().message() << "\n";
     return 1;
   }
-  auto registry = std::make_shared<prometheus::Registry>();
-  evalctl::controller::ControllerMetrics metrics(*registry, EVALCTL_VERSION);
   evalctl::RealClock clock;
   evalctl::controller::ControllerCore core(
       {.agent_wait = absl::Seconds(agent_wait_s)}, store->get(), &clock, &metrics);
@@ -183,8 +183,11 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<evalctl::MetricsHttpServer> metrics_server;
   if (!metrics_listen.empty()) {
-    auto started =
-        evalctl::MetricsHttpServer::Start({.listen = metrics_listen, .registry = registry});
+    // Tasks by state and the watchers' lag are read from the store (a few rows) at each scrape.
+    auto started = evalctl::MetricsHttpServer::Start(
+        {.listen = metrics_listen, .registry = registry, .before_scrape = [&core] {
+           core.RefreshMetrics();
+         }});
     if (!started.ok()) {
       std::cerr << "evalctl-controller: " << started.status().message() << "\n";
       return 1;
@@ -214,6 +217,16 @@ int main(int argc, char** argv) {
   LOG(INFO) << "evalctl-controller serving on " << listen << " (port " << port << ", "
             << (insecure ? "insecure" : tls_client_ca.empty() ? "TLS" : "TLS, client certificates")
             << "), state in " << state_dir;
+  // grpc.health.v1 answers SERVING for the server ("") and for each service by its full name,
+  // until shutdown.
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health != nullptr) {
+    for (const char* service : {evalctl::v1::EvalService::service_full_name(),
+                                evalctl::v1::AgentService::service_full_name(),
+                                evalctl::v1::AdminService::service_full_name()}) {
+      health->SetServingStatus(service, true);
+    }
+  }
 
   signal(SIGTERM, [](int) { g_stop = true; });
   signal(SIGINT, [](int) { g_stop = true; });
@@ -227,6 +240,7 @@ int main(int argc, char** argv) {
     if (second % 10 == 0) malloc_trim(0);
   }
   LOG(INFO) << "shutting down";
+  if (health != nullptr) health->Shutdown();  // NOT_SERVING from here on
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   return 0;
 }
