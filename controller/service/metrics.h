@@ -84,9 +84,6 @@ class ControllerMetrics : public CoreMetrics {
   // The watcher has read and written out every event it may see up to `position`.
   void WatcherAt(uint64_t watcher, uint64_t position);
   void WatcherClosed(uint64_t watcher);
-  // A watcher counted in watchers_open only, without a position (no lag).
-  void WatcherOpened() { watchers_open_.Increment(); }
-  void WatcherClosed() { watchers_open_.Decrement(); }
 
  private:
   prometheus::Counter& invocations_submitted_;

@@ -67,9 +67,13 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
         caller_(std::move(caller)),
         request_(std::move(request)),
         link_(std::make_shared<Link>()) {
-    if (metrics_ != nullptr) metrics_->WatcherOpened();
-    link_->reactor = this;
     last_ = request_.after_sequence();
+    {
+      absl::MutexLock lock(&mu_);
+      read_through_ = delivered_ = last_;
+    }
+    if (metrics_ != nullptr) watcher_id_ = metrics_->WatcherOpened(last_);
+    link_->reactor = this;
     Schedule([this] { Start(); });
   }
 
@@ -77,7 +81,9 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
     if (!ok) return FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "watcher went away"));
     absl::MutexLock lock(&mu_);
     writing_ = false;
+    delivered_ = last_;
     WriteNextLocked();
+    ReportPositionLocked();
   }
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
   void OnDone() override {
@@ -86,7 +92,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
       link_->reactor = nullptr;
     }
     if (listener_ != 0) core_->RemoveListener(listener_);
-    if (metrics_ != nullptr) metrics_->WatcherClosed();
+    if (metrics_ != nullptr) metrics_->WatcherClosed(watcher_id_);
     {
       absl::MutexLock lock(&mu_);
       rpc_.Done(code_);
@@ -133,6 +139,9 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
   }
 
   void Fetch() {
+    // Every event up to `head` is committed: a read that returns less than a batch has seen all
+    // of them that this watcher may see.
+    const uint64_t head = core_->LastEventSequence();
     auto events = core_->EventsAfter(scope_, last_fetched_, kWatchBatch);
     bool done_watching = false;
     if (events.ok() && events->empty() && !scope_.invocation_id.empty()) {
@@ -147,7 +156,11 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
     }
     absl::MutexLock lock(&mu_);
     fetching_ = false;
+    if (static_cast<int>(events->size()) < kWatchBatch) {
+      read_through_ = std::max(read_through_, head);
+    }
     if (events->empty()) {
+      ReportPositionLocked();
       if (done_watching && !dirty_) {
         finished_ = true;
         Finish(grpc::Status::OK);
@@ -168,7 +181,16 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
       buffer_.push_back(std::move(e));
     }
     if (static_cast<int>(events->size()) == kWatchBatch) dirty_ = true;
+    read_through_ = std::max(read_through_, last_fetched_);
     WriteNextLocked();
+    ReportPositionLocked();
+  }
+
+  // The watcher's position for its lag (ControllerMetrics::WatcherAt): all it has read once that
+  // is written out, else the last event written.
+  void ReportPositionLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (metrics_ == nullptr) return;
+    metrics_->WatcherAt(watcher_id_, buffer_.empty() && !writing_ ? read_through_ : delivered_);
   }
 
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -217,6 +239,11 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
   v1::WatchInvocationResponse current_;
   uint64_t last_ = 0;
   uint64_t last_fetched_ = 0;
+  // For the lag metric: the watcher's id, how far it has read the log (events it may not see
+  // included), and the sequence of the last event written out.
+  uint64_t watcher_id_ = 0;
+  uint64_t read_through_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t delivered_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Streams a log: each chunk is asked of the task's agent (over its stream), written, then the
@@ -389,7 +416,6 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
       Release();
     });
   }
-
 
   void OnWriteDone(bool ok) override {
     absl::MutexLock lock(&mu_);
