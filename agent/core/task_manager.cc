@@ -582,6 +582,29 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
   return changed;
 }
 
+bool TaskManager::PhaseFilesChanged() {
+  bool changed = false;
+  for (auto& [id, e] : tasks_) {
+    v1::Task& t = e.journaled.status;
+    if (!IsActive(t)) continue;
+    const v1::Attempt* a = Current(t);
+    if (a == nullptr || a->slurm_job_id().empty()) continue;
+    struct stat st {};
+    uint64_t inode = 0;
+    int64_t mtime_ns = 0;
+    if (::lstat(absl::StrCat(t.run_dir(), "/", layout::kPhaseFile).c_str(), &st) == 0) {
+      inode = st.st_ino;
+      mtime_ns = int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec;
+    }
+    if (inode != e.phase_inode || mtime_ns != e.phase_mtime_ns) {
+      e.phase_inode = inode;
+      e.phase_mtime_ns = mtime_ns;
+      changed = true;
+    }
+  }
+  return changed;
+}
+
 CycleStats TaskManager::RunCycle() {
   CycleStats stats;
   const absl::Time now = clock_->Now();

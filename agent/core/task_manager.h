@@ -93,6 +93,12 @@ class TaskManager {
   // One tracking cycle.
   CycleStats RunCycle();
 
+  // Whether a job has written its phase file since the last call: one lstat per active task with
+  // a job, no Slurm call. The job script replaces the file at each phase (starting, ...,
+  // finished), so the tracker can run its next cycle as soon as a job starts or ends instead of
+  // after a backed-off interval. The first call for a task whose file exists reports a change.
+  bool PhaseFilesChanged();
+
   // Run directory and job id of an attempt (0 = newest), for log reads.
   absl::StatusOr<std::pair<std::string, std::string>> LogTarget(const std::string& task_id,
                                                                  int attempt) const;
@@ -107,6 +113,9 @@ class TaskManager {
     JournaledTask journaled;
     // Secret env values (from the secret store), kept only while the task is active.
     std::map<std::string, std::string> secrets;
+    // The phase file as PhaseFilesChanged last saw it (inode and mtime; 0 and 0: absent).
+    uint64_t phase_inode = 0;
+    int64_t phase_mtime_ns = 0;
   };
 
   bool IsActive(const v1::Task& t) const;

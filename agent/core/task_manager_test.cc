@@ -103,6 +103,39 @@ class TaskManagerTest : public ::testing::Test {
   std::unique_ptr<TaskManager> tm_;
 };
 
+// The job script replaces .evalctl/phase at each phase (write a temporary file, rename it):
+// PhaseFilesChanged notices each replacement once, and only for tasks that are still active.
+TEST_F(TaskManagerTest, PhaseFilesChangedSeesEachReplacementOnce) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  ASSERT_TRUE(tm_->Accept(Task(1)).ok());
+  EXPECT_FALSE(tm_->PhaseFilesChanged());  // no job has started
+
+  const auto write_phase = [&](int index, const std::string& word) {
+    const std::string dir = root_ + "/runs/task" + std::to_string(index) + "/.evalctl";
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir + "/phase.tmp") << word << "\n";
+    std::filesystem::rename(dir + "/phase.tmp", dir + "/phase");
+  };
+  write_phase(0, "starting");
+  EXPECT_TRUE(tm_->PhaseFilesChanged());
+  EXPECT_FALSE(tm_->PhaseFilesChanged());
+  write_phase(1, "starting");
+  write_phase(0, "evaluating");
+  EXPECT_TRUE(tm_->PhaseFilesChanged());
+  EXPECT_FALSE(tm_->PhaseFilesChanged());
+  std::filesystem::remove(root_ + "/runs/task1/.evalctl/phase");
+  EXPECT_TRUE(tm_->PhaseFilesChanged());
+
+  // A finished task's files are no longer looked at.
+  Step();  // the jobs run
+  WriteResults(0);
+  ASSERT_TRUE(slurm_->FailJob(JobOf(0, 1), 0).ok());
+  Step();
+  ASSERT_EQ(Get(0).state(), v1::TASK_STATE_SUCCEEDED) << Get(0).reason();
+  write_phase(0, "finished");
+  EXPECT_FALSE(tm_->PhaseFilesChanged());
+}
+
 TEST_F(TaskManagerTest, SubmitTrackAndSucceed) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   v1::Task t = Get(0);

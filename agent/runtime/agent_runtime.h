@@ -1,6 +1,7 @@
 // AgentRuntime: the evalctl-agent process around its core. Three threads:
 //   - the core loop owns the TaskManager: it executes the controller's commands in order and runs
-//     tracking cycles on an adaptive interval (fast after a change, backing off to max_interval);
+//     tracking cycles on an adaptive interval (fast after a change, backing off to max_interval,
+//     and brought forward when a job writes its phase file);
 //   - the stream dials out to the controller, registers, and reads commands and acknowledgements;
 //     it reconnects with jittered exponential backoff (1 s → 60 s) and never stops the core;
 //   - the sender replays the journal's outbox from what the controller last applied, then sends
@@ -46,6 +47,10 @@ struct AgentOptions {
   std::vector<std::string> capabilities = {"runtime:none", "runtime:pyxis"};
   absl::Duration min_interval = absl::Seconds(1);
   absl::Duration max_interval = absl::Seconds(30);
+  // How often, between tracking cycles, the jobs' phase files are checked for a job that started,
+  // moved on or finished (TaskManager::PhaseFilesChanged); one brings the next cycle forward.
+  // Zero: never (a change then waits for the backed-off interval).
+  absl::Duration phase_check_interval = absl::Seconds(1);
   absl::Duration min_backoff = absl::Seconds(1);
   absl::Duration max_backoff = absl::Seconds(60);
   int events_per_message = 500;

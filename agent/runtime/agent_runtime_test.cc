@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -346,6 +347,47 @@ TEST_F(AgentRuntimeTest, CancelsOfAKillAreOneScancelAndShowQuicklyAfterAQuietSpe
   ASSERT_FALSE(calls.empty());
   for (const auto& ids : calls) EXPECT_THAT(ids, SizeIs(kTasks));
   EXPECT_LT(calls.size(), 10u);
+}
+
+// A job that starts writes its phase file. The agent checks the files between cycles and runs
+// its next cycle at once: the start reaches the controller within about a second although the
+// next cycle was 10 s away, and the checks themselves ask Slurm nothing.
+TEST_F(AgentRuntimeTest, AJobWritingItsPhaseFileBringsTheNextCycleForward) {
+  FakeSlurm fake(&clock_, FakeSlurmOptions{.default_plan = {.pending_for = absl::Seconds(1),
+                                                            .run_for = absl::InfiniteDuration()}});
+  LaggingCancelSlurm slurm(&fake, absl::ZeroDuration());
+  AgentOptions options;
+  options.min_interval = absl::Seconds(10);
+  options.max_interval = absl::Seconds(60);
+  options.phase_check_interval = absl::Milliseconds(200);
+  StartAgent(&slurm, options);
+
+  const v1::Command submit = Submit(0);
+  const std::string task_id = submit.submit_task().task_id();
+  const std::string run_dir = submit.submit_task().job().run_dir();
+  std::vector<v1::CommandResult> results;
+  ASSERT_TRUE(controller_.WaitResults(controller_.Send({submit}), absl::Seconds(30), &results));
+  ASSERT_EQ(results.at(0).code(), 0) << results.at(0).message();
+  const size_t cycles = slurm.queue_calls().size();
+
+  // The job runs in Slurm after 1 s but has written nothing: no cycle, no Slurm call.
+  absl::SleepFor(absl::Seconds(2));
+  EXPECT_EQ(slurm.queue_calls().size(), cycles);
+  EXPECT_EQ(controller_.AllReached({task_id}, v1::TASK_STATE_RUNNING), absl::InfiniteFuture());
+
+  // The job script's first act.
+  std::filesystem::create_directories(run_dir + "/.evalctl");
+  std::ofstream(run_dir + "/.evalctl/phase") << "starting\n";
+  const absl::Time written = absl::Now();
+  absl::Time running = absl::InfiniteFuture();
+  while (running == absl::InfiniteFuture() && absl::Now() < written + absl::Seconds(6)) {
+    absl::SleepFor(absl::Milliseconds(20));
+    running = controller_.AllReached({task_id}, v1::TASK_STATE_RUNNING);
+  }
+  ASSERT_NE(running, absl::InfiniteFuture()) << "the start was not reported before the cycle due";
+  std::cout << "phase file written -> RUNNING at the controller: "
+            << absl::FormatDuration(absl::Trunc(running - written, absl::Milliseconds(1))) << "\n";
+  EXPECT_EQ(slurm.queue_calls().size(), cycles + 1);
 }
 
 }  // namespace

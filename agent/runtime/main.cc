@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cmath>
 #include <iostream>
 #include <tuple>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "agent/core/journal.h"
 #include "agent/runtime/agent_runtime.h"
 #include "agent/runtime/metrics.h"
@@ -52,6 +55,20 @@ std::string SlurmClusterName() {
   return v;
 }
 
+// A number of seconds: above 0, or (with `zero_ok`) 0 as well.
+CLI::Validator Seconds(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& text) -> std::string {
+        double v = 0;
+        if (absl::SimpleAtod(text, &v) && std::isfinite(v) && (v > 0 || (zero_ok && v == 0))) {
+          return "";
+        }
+        return absl::StrCat("must be a number of seconds", zero_ok ? " (0 or more)" : " above 0",
+                            ", not \"", text, "\"");
+      },
+      zero_ok ? "SECONDS>=0" : "SECONDS>0");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -60,7 +77,7 @@ int main(int argc, char** argv) {
   std::string state_dir;
   bool insecure = false;
   int slurm_timeout_s = 30;
-  double min_interval_s = 1, max_interval_s = 30;
+  double min_interval_s = 1, max_interval_s = 30, phase_check_s = 1;
   std::string metrics_listen;
   app.add_option("--controller", options.controller, "host:port of evalctl-controller")
       ->capture_default_str();
@@ -83,8 +100,15 @@ int main(int argc, char** argv) {
   app.add_option("--slurm-timeout", slurm_timeout_s, "Seconds before a Slurm command is killed")
       ->capture_default_str();
   app.add_option("--min-interval", min_interval_s, "Seconds between tracking cycles after a change")
+      ->check(Seconds(false))
       ->capture_default_str();
   app.add_option("--max-interval", max_interval_s, "Longest tracking interval when nothing moves")
+      ->check(Seconds(false))
+      ->capture_default_str();
+  app.add_option("--phase-check-interval", phase_check_s,
+                 "Seconds between checks of the jobs' phase files for a job that started or ended "
+                 "(brings the next tracking cycle forward; 0: off)")
+      ->check(Seconds(true))
       ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port to serve Prometheus /metrics and /healthz on over HTTP (host defaults "
@@ -122,6 +146,7 @@ int main(int argc, char** argv) {
   options.aliases.push_back(ShortHostname());
   options.min_interval = absl::Seconds(min_interval_s);
   options.max_interval = absl::Seconds(max_interval_s);
+  options.phase_check_interval = absl::Seconds(phase_check_s);
   options.version = EVALCTL_VERSION;
 
   auto journal = evalctl::agent::Journal::Open(state_dir);
