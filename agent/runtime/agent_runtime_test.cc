@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "agent/runtime/testing/stand_in_controller.h"
 #include "agent/slurm/fake_slurm.h"
 #include "common/clock.h"
 #include "common/logging.h"
@@ -101,118 +102,6 @@ class LaggingCancelSlurm : public SlurmClient {
   std::map<std::string, Snapshot> before_cancel_ ABSL_GUARDED_BY(mu_);
   std::vector<std::vector<std::string>> cancel_calls_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Time> queue_calls_ ABSL_GUARDED_BY(mu_);
-};
-
-// The controller's end of the agent stream: registers the agent, sends commands, keeps command
-// results and acknowledges events, noting when each arrived.
-class StandInController final : public v1::AgentService::Service {
- public:
-  grpc::Status Connect(
-      grpc::ServerContext*,
-      grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>* stream) override {
-    v1::AgentMessage in;
-    if (!stream->Read(&in) || !in.has_register_()) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "Register first");
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      v1::ControllerMessage reply;
-      reply.mutable_registered()->set_last_applied_sequence(applied_);
-      reply.mutable_registered()->set_heartbeat_interval_seconds(15);
-      stream->Write(reply);
-      stream_ = stream;
-    }
-    while (stream->Read(&in)) {
-      absl::MutexLock lock(&mu_);
-      if (in.has_command_result()) {
-        results_[in.command_result().command_id()] = in.command_result();
-        continue;
-      }
-      if (!in.has_events()) continue;
-      for (const v1::AgentEvent& e : in.events().events()) {
-        if (e.sequence() <= applied_) continue;
-        applied_ = e.sequence();
-        if (e.has_task()) events_.push_back({absl::Now(), e.task()});
-      }
-      v1::ControllerMessage ack;
-      ack.mutable_events_ack()->set_sequence(applied_);
-      stream->Write(ack);
-    }
-    absl::MutexLock lock(&mu_);
-    stream_ = nullptr;
-    return grpc::Status::OK;
-  }
-
-  bool WaitConnected(absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(
-        absl::Condition(+[](StandInController* c) { return c->stream_ != nullptr; }, this),
-        timeout);
-  }
-
-  // Sends the commands back to back; returns their ids.
-  std::vector<uint64_t> Send(const std::vector<v1::Command>& commands) {
-    absl::MutexLock lock(&mu_);
-    std::vector<uint64_t> ids;
-    for (v1::Command command : commands) {
-      command.set_command_id(++next_id_);
-      ids.push_back(next_id_);
-      v1::ControllerMessage msg;
-      *msg.mutable_command() = command;
-      if (stream_ == nullptr || !stream_->Write(msg)) ADD_FAILURE() << "cannot send a command";
-    }
-    return ids;
-  }
-
-  // Waits for the results of these commands; false after `timeout`.
-  bool WaitResults(const std::vector<uint64_t>& ids, absl::Duration timeout,
-                   std::vector<v1::CommandResult>* out) {
-    const absl::Time deadline = absl::Now() + timeout;
-    while (absl::Now() < deadline) {
-      {
-        absl::MutexLock lock(&mu_);
-        out->clear();
-        for (uint64_t id : ids) {
-          auto it = results_.find(id);
-          if (it == results_.end()) break;
-          out->push_back(it->second);
-        }
-        if (out->size() == ids.size()) return true;
-      }
-      absl::SleepFor(absl::Milliseconds(10));
-    }
-    return false;
-  }
-
-  // When the last of these tasks was reported in `state` (InfiniteFuture until all were).
-  absl::Time AllReached(const std::vector<std::string>& task_ids, v1::TaskState state) {
-    absl::MutexLock lock(&mu_);
-    absl::Time last = absl::InfinitePast();
-    for (const std::string& id : task_ids) {
-      absl::Time first = absl::InfiniteFuture();
-      for (const auto& [at, event] : events_) {
-        if (event.task_id() == id && event.state() == state) {
-          first = at;
-          break;
-        }
-      }
-      last = std::max(last, first);
-    }
-    return last;
-  }
-
- private:
-  struct Arrival {
-    absl::Time at;
-    v1::TaskEvent event;
-  };
-  absl::Mutex mu_;
-  grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>* stream_ ABSL_GUARDED_BY(mu_) =
-      nullptr;
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
-  std::map<uint64_t, v1::CommandResult> results_ ABSL_GUARDED_BY(mu_);
-  std::vector<Arrival> events_ ABSL_GUARDED_BY(mu_);
 };
 
 class AgentRuntimeTest : public ::testing::Test {

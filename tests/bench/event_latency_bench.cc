@@ -43,6 +43,7 @@
 #include "absl/time/clock.h"
 #include "agent/core/journal.h"
 #include "agent/runtime/agent_runtime.h"
+#include "agent/runtime/testing/stand_in_controller.h"
 #include "agent/slurm/slurm_cli_client.h"
 #include "common/clock.h"
 #include "common/logging.h"
@@ -55,6 +56,7 @@
 namespace evalctl::bench {
 namespace {
 
+using agent::StandInController;
 using google::protobuf::util::TimeUtil;
 
 // Counts what the agent asks of Slurm.
@@ -91,77 +93,6 @@ class CountingSlurm : public agent::SlurmClient {
 
  private:
   agent::SlurmClient* inner_;
-};
-
-// The controller's end of the agent stream, reduced to what this benchmark needs: registers the
-// agent, sends commands, acknowledges events and records when each arrives.
-class StandInController final : public v1::AgentService::Service {
- public:
-  struct Arrival {
-    absl::Time at;
-    v1::TaskEvent event;
-  };
-
-  grpc::Status Connect(
-      grpc::ServerContext* ctx,
-      grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>* stream) override {
-    (void)ctx;
-    v1::AgentMessage in;
-    if (!stream->Read(&in) || !in.has_register_()) {
-      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "Register first");
-    }
-    {
-      absl::MutexLock lock(&mu_);
-      v1::ControllerMessage reply;
-      reply.mutable_registered()->set_last_applied_sequence(applied_);
-      reply.mutable_registered()->set_heartbeat_interval_seconds(15);
-      stream->Write(reply);
-      stream_ = stream;
-    }
-    while (stream->Read(&in)) {
-      if (!in.has_events()) continue;
-      const absl::Time now = absl::Now();
-      absl::MutexLock lock(&mu_);
-      for (const v1::AgentEvent& e : in.events().events()) {
-        if (e.sequence() <= applied_) continue;
-        applied_ = e.sequence();
-        if (e.has_task()) arrivals_.push_back({now, e.task()});
-      }
-      v1::ControllerMessage ack;
-      ack.mutable_events_ack()->set_sequence(applied_);
-      stream->Write(ack);
-    }
-    absl::MutexLock lock(&mu_);
-    stream_ = nullptr;
-    return grpc::Status::OK;
-  }
-
-  bool WaitConnected(absl::Duration timeout) {
-    absl::MutexLock lock(&mu_);
-    return mu_.AwaitWithTimeout(
-        absl::Condition(+[](StandInController* c) { return c->stream_ != nullptr; }, this),
-        timeout);
-  }
-
-  bool Send(const v1::Command& command) {
-    absl::MutexLock lock(&mu_);
-    if (stream_ == nullptr) return false;
-    v1::ControllerMessage msg;
-    *msg.mutable_command() = command;
-    return stream_->Write(msg);
-  }
-
-  std::vector<Arrival> arrivals() {
-    absl::MutexLock lock(&mu_);
-    return arrivals_;
-  }
-
- private:
-  absl::Mutex mu_;
-  grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>* stream_ ABSL_GUARDED_BY(mu_) =
-      nullptr;
-  uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<Arrival> arrivals_ ABSL_GUARDED_BY(mu_);
 };
 
 absl::Time FromTs(const google::protobuf::Timestamp& ts) {
@@ -252,7 +183,7 @@ int Main(int argc, char** argv) {
         long_job ? 12 : 2, "\n#SBATCH --output=/dev/null\ndate +%s.%N > ", run_dir,
         "/started\nsleep ", long_job ? 600 : 30, "\n"));
     task_ids.push_back(t->task_id());
-    controller.Send(cmd);
+    controller.Send({cmd});
   }
 
   // Job ids from the SUBMITTED events.

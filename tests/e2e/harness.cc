@@ -680,18 +680,25 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return buffer.str();
 }
 
-std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle,
-                                         const std::function<bool(const std::string&)>& skip) {
-  std::vector<std::string> hits;
+void ForEachFile(const std::string& dir, const std::function<bool(const std::string&)>& skip,
+                 const std::function<void(const std::string&)>& visit) {
   std::error_code ec;
   for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
        !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file(ec)) continue;
     const std::string path = it->path().string();
     if (skip && skip(path)) continue;
-    if (absl::StrContains(ReadFileOrEmpty(path), needle)) hits.push_back(path);
+    visit(path);
   }
   EXPECT_FALSE(ec) << "listing " << dir << ": " << ec.message();
+}
+
+std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle,
+                                         const std::function<bool(const std::string&)>& skip) {
+  std::vector<std::string> hits;
+  ForEachFile(dir, skip, [&](const std::string& path) {
+    if (absl::StrContains(ReadFileOrEmpty(path), needle)) hits.push_back(path);
+  });
   return hits;
 }
 

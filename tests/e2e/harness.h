@@ -277,6 +277,10 @@ class E2eEnv {
   int config_count_ = 0;
 };
 
+// Calls `visit(path)` for every regular file under `dir` (recursively), skipping paths for which
+// `skip(path)` is true; a listing error is a test failure.
+void ForEachFile(const std::string& dir, const std::function<bool(const std::string&)>& skip,
+                 const std::function<void(const std::string&)>& visit);
 // Files under `dir` (recursively) whose content holds `needle`, skipping paths for which
 // `skip(path)` is true.
 std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle,

@@ -94,17 +94,11 @@ std::vector<std::string> FilesWithSecrets(const std::string& dir,
                                           const std::function<bool(const std::string&)>& skip,
                                           int* scanned) {
   std::vector<std::string> hits;
-  std::error_code ec;
-  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
-       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
-    if (!it->is_regular_file(ec)) continue;
-    const std::string path = it->path().string();
-    if (skip && skip(path)) continue;
+  ForEachFile(dir, skip, [&](const std::string& path) {
     ++*scanned;
     std::vector<std::string> labels = Found(ReadFileOrEmpty(path), needles);
     if (!labels.empty()) hits.push_back(absl::StrCat(path, ": ", absl::StrJoin(labels, ", ")));
-  }
-  EXPECT_FALSE(ec) << "listing " << dir << ": " << ec.message();
+  });
   return hits;
 }
 
@@ -474,15 +468,12 @@ TEST(E2eSecretsTest, HostAndOcEnvSecretsSurviveResumesAndLeakNowhere) {
             << " slurmstepd processes:" << Describe(scanner.sbatch(), 200)
             << Describe(scanner.job(), 200) << Describe(scanner.stepds(), 200) << "\n";
   std::vector<Sighting> leaks;
-  int canaries = 0;
+  std::vector<Sighting> canaries;  // each (pid, command line) the canary was read with
   for (const Sighting& s : scanner.leaks()) {
-    if (s.found == std::vector<std::string>{"canary"}) {
-      ++canaries;
-    } else {
-      leaks.push_back(s);
-    }
+    (s.found == std::vector<std::string>{"canary"} ? canaries : leaks).push_back(s);
   }
-  EXPECT_EQ(canaries, 1) << "the canary process was not seen";
+  EXPECT_GE(canaries.size(), 1u) << "the canary process was not seen";
+  EXPECT_LE(canaries.size(), 2u) << Describe(canaries);
   EXPECT_TRUE(leaks.empty()) << "command lines with a secret:" << Describe(leaks);
   EXPECT_GT(scanner.scans(), 100);
   for (int n = 1; n <= 3; ++n) {

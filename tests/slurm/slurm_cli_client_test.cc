@@ -201,16 +201,16 @@ TEST_F(SlurmCliClientTest, RequeuedJobCountsRestarts) {
       absl::Seconds(30)));
   CommandOutput requeue = Slurm({"scontrol", "requeue", id});
   ASSERT_EQ(requeue.exit_code, 0) << requeue.err;
-  // The job passes through COMPLETING (the old run's cleanup) before it is PENDING again.
+  // The job passes through COMPLETING (the old run's cleanup) before it is PENDING again, with
+  // reason None until slurmctld has set BeginTime (the requeue delay).
   absl::StatusOr<JobInfo> shown;
   ASSERT_TRUE(WaitFor(
       [&] {
         shown = slurm.Show(id);
-        return shown.ok() && shown->state == "PENDING";
+        return shown.ok() && shown->state == "PENDING" && shown->reason == "BeginTime";
       },
       absl::Seconds(30)))
-      << (shown.ok() ? shown->state : shown.status().ToString());
-  EXPECT_EQ(shown->reason, "BeginTime");
+      << (shown.ok() ? shown->state + " (" + shown->reason + ")" : shown.status().ToString());
   EXPECT_EQ(shown->restarts, 1);
   JobInfo acct = WaitForAccounting(
       slurm, id, [&name](const JobInfo& j) { return j.restarts == 1 && j.name == name; });
