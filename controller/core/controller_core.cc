@@ -239,16 +239,17 @@ absl::StatusOr<std::string> ControllerCore::Route(const std::string& hostname,
       "and execution.username"));
 }
 
-void ControllerCore::SendCommand(const std::string& agent_id, v1::Command command,
+bool ControllerCore::SendCommand(const std::string& agent_id, v1::Command command,
                                  PendingCommand pending) {
   uint64_t id = next_command_id_++;
   command.set_command_id(id);
   pending_[id] = std::move(pending);
   auto it = agents_.find(agent_id);
-  if (it == agents_.end() || it->second.link == nullptr) return;
+  if (it == agents_.end() || it->second.link == nullptr) return false;
   v1::ControllerMessage msg;
   *msg.mutable_command() = std::move(command);
   it->second.link->Send(std::move(msg));
+  return true;
 }
 
 absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
@@ -349,10 +350,12 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
       v1::SubmitTask& s = inv.tasks[i].submit;
       const std::string task_id = s.task_id();
       PutSecrets(secrets[i], s);
-      undelivered_[agent_id][task_id] = {std::move(secrets[i]), now + options_.agent_wait};
+      Undelivered& held = undelivered_[agent_id][task_id];
+      held = {std::move(secrets[i]), now + options_.agent_wait};
       v1::Command cmd;
       *cmd.mutable_submit_task() = std::move(s);
-      SendCommand(agent_id, std::move(cmd), {agent_id, task_id, CommandKind::kSubmit, nullptr});
+      held.sent =
+          SendCommand(agent_id, std::move(cmd), {agent_id, task_id, CommandKind::kSubmit, nullptr});
     }
   }
   std::vector<StoredTask>().swap(inv.tasks);
@@ -494,10 +497,13 @@ absl::StatusOr<v1::CancelInvocationResponse> ControllerCore::Cancel(const Caller
     bool undelivered = false;
     {
       absl::MutexLock lock(&mu_);
+      // Never written to the agent's stream (it has been disconnected since the submission):
+      // nothing runs anywhere. A SubmitTask already sent may be with the agent, even when it has
+      // not answered yet: then the agent cancels it, like any task it holds.
       auto& pending = undelivered_[t.agent_id];
-      if (!t.accepted && pending.count(t.task.id())) {
-        // The agent never took it: nothing runs anywhere.
-        pending.erase(t.task.id());
+      if (auto it = pending.find(t.task.id());
+          !t.accepted && it != pending.end() && !it->second.sent) {
+        pending.erase(it);
         undelivered = true;
       }
     }
@@ -737,7 +743,9 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
     for (const StoredTask& t : unaccepted) {
       if (IsTerminal(t.task.state())) continue;
       v1::Command cmd;
+      Undelivered* undelivered = nullptr;
       if (auto h = held.find(t.task.id()); h != held.end()) {
+        undelivered = &h->second;
         *cmd.mutable_submit_task() = t.submit;
         PutSecrets(h->second.secrets, *cmd.mutable_submit_task());
       } else {
@@ -749,8 +757,9 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
         }
         *cmd.mutable_submit_task() = t.submit;
       }
-      SendCommand(reg.agent_id(), std::move(cmd),
-                  {reg.agent_id(), t.task.id(), CommandKind::kSubmit, nullptr});
+      const bool sent = SendCommand(reg.agent_id(), std::move(cmd),
+                                    {reg.agent_id(), t.task.id(), CommandKind::kSubmit, nullptr});
+      if (undelivered != nullptr) undelivered->sent |= sent;
     }
     for (const StoredTask& t : cancelling) {
       v1::Command cmd;

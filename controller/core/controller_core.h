@@ -126,6 +126,9 @@ class ControllerCore {
   struct Undelivered {
     std::vector<std::string> secrets;
     absl::Time deadline;
+    // Whether the SubmitTask was written to the agent's stream: then the agent may hold the task
+    // already, and only it can cancel it.
+    bool sent = false;
   };
   enum class CommandKind { kSubmit, kCancel, kResume, kReadLog };
   struct PendingCommand {
@@ -142,7 +145,9 @@ class ControllerCore {
   // Picks the agent for (hostname, username); UNAVAILABLE with the list of clusters otherwise.
   absl::StatusOr<std::string> Route(const std::string& hostname, const std::string& username)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendCommand(const std::string& agent_id, v1::Command command, PendingCommand pending)
+  // Records the command as pending and writes it to the agent's stream if it is connected;
+  // returns whether it was written.
+  bool SendCommand(const std::string& agent_id, v1::Command command, PendingCommand pending)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyListeners();
   absl::Status FailTask(StoredTask task, const std::string& reason, EndReason why);

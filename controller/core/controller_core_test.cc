@@ -18,7 +18,9 @@
 namespace evalctl::controller {
 namespace {
 
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Not;
 
 constexpr char kConfig[] = R"(defaults:
@@ -235,15 +237,40 @@ TEST_F(ControllerCoreTest, CancelBeforeDeliveryAndAfter) {
   ASSERT_TRUE(r.ok());
   const std::string t0 = r->invocation().tasks(0).id();
   const std::string t1 = r->invocation().tasks(1).id();
-  // t0 was taken by the agent; t1 was not yet.
+  // t0 was taken by the agent; t1 was sent but the agent has not answered yet: it may hold it
+  // (and be running sbatch), so both are cancelled through the agent, after their SubmitTask.
   ASSERT_TRUE(core_->AgentEvents("agent-a", TaskEvents(1, t0, {v1::TASK_STATE_QUEUED})).ok());
   auto c = core_->Cancel(alice_, r->invocation().id());
   ASSERT_TRUE(c.ok()) << c.status();
-  auto cancels = link.Commands(v1::Command::kCancelTask);
-  ASSERT_EQ(cancels.size(), 1u);
-  EXPECT_EQ(cancels[0].cancel_task().task_id(), t0);
+  std::vector<std::string> order;
+  for (const v1::ControllerMessage& m : link.sent) {
+    if (m.command().has_submit_task()) order.push_back("submit " + m.command().submit_task().task_id());
+    if (m.command().has_cancel_task()) order.push_back("cancel " + m.command().cancel_task().task_id());
+  }
+  EXPECT_THAT(order, ElementsAre("submit " + t0, "submit " + t1, "cancel " + t0, "cancel " + t1));
   EXPECT_TRUE(core_->GetTask(alice_, t0)->cancel_requested());
-  EXPECT_EQ(core_->GetTask(alice_, t1)->state(), v1::TASK_STATE_CANCELLED);
+  EXPECT_TRUE(core_->GetTask(alice_, t1)->cancel_requested());
+  EXPECT_EQ(core_->GetTask(alice_, t1)->state(), v1::TASK_STATE_PENDING);
+}
+
+// Tasks submitted while their agent is away were never written to its stream: a cancel ends them
+// at once, and the agent does not get them when it comes back.
+TEST_F(ControllerCoreTest, CancelWhileTheAgentIsAwayNeverReachesIt) {
+  RecordingLink link;
+  Connect(link);
+  core_->AgentDisconnected("agent-a", &link);
+  auto r = Submit("req-1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto c = core_->Cancel(alice_, r->invocation().id());
+  ASSERT_TRUE(c.ok()) << c.status();
+  for (const v1::Task& t : c->tasks()) {
+    EXPECT_EQ(t.state(), v1::TASK_STATE_CANCELLED);
+    EXPECT_EQ(t.reason(), "cancelled before it reached the cluster");
+  }
+  RecordingLink again;
+  Connect(again);
+  EXPECT_THAT(again.Commands(v1::Command::kSubmitTask), IsEmpty());
+  EXPECT_THAT(again.Commands(v1::Command::kCancelTask), IsEmpty());
 }
 
 // A hostile agent's ids and messages reach the log escaped: no forged lines, no terminal escapes.
@@ -283,7 +310,7 @@ TEST_F(ControllerCoreTest, AgentSuppliedStringsAreEscapedInLogLines) {
   ASSERT_TRUE(core_->AgentEvents(agent, TaskEvents(2, t0, {v1::TASK_STATE_QUEUED})).ok());
   ASSERT_TRUE(core_->Cancel(alice_, r->invocation().id()).ok());
   auto cancels = link.Commands(v1::Command::kCancelTask);
-  ASSERT_EQ(cancels.size(), 1u);
+  ASSERT_EQ(cancels.size(), 2u);  // both tasks were sent to the agent
   v1::CommandResult result;
   result.set_command_id(cancels[0].command_id());
   result.set_code(static_cast<int>(absl::StatusCode::kInternal));
