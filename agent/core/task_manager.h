@@ -93,11 +93,13 @@ class TaskManager {
   // One tracking cycle.
   CycleStats RunCycle();
 
-  // Whether a job has written its phase file since the last call: one lstat per active task with
-  // a job, no Slurm call. The job script replaces the file at each phase (starting, ...,
-  // finished), so the tracker can run its next cycle as soon as a job starts or ends instead of
-  // after a backed-off interval. The first call for a task whose file exists reports a change.
-  bool PhaseFilesChanged();
+  // Whether a job has written its phase file since it was last looked at: one lstat for each of
+  // at most `max_files` active tasks with a job, taken in turn from where the previous call
+  // stopped (so a shared filesystem sees a bounded rate however many jobs there are); no Slurm
+  // call. The job script replaces the file at each phase (starting, ..., finished), so the
+  // tracker can run its next cycle as soon as a job starts or ends instead of after a backed-off
+  // interval. The first look at a task whose file exists reports a change.
+  bool PhaseFilesChanged(size_t max_files = 1000);
 
   // Run directory and job id of an attempt (0 = newest), for log reads.
   absl::StatusOr<std::pair<std::string, std::string>> LogTarget(const std::string& task_id,
@@ -147,6 +149,8 @@ class TaskManager {
   Journal* journal_;
   Clock* clock_;
   std::map<std::string, Entry> tasks_;
+  // The task PhaseFilesChanged looked at last.
+  std::string phase_cursor_;
 };
 
 }  // namespace evalctl::agent

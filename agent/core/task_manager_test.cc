@@ -126,6 +126,14 @@ TEST_F(TaskManagerTest, PhaseFilesChangedSeesEachReplacementOnce) {
   std::filesystem::remove(root_ + "/runs/task1/.evalctl/phase");
   EXPECT_TRUE(tm_->PhaseFilesChanged());
 
+  // With a budget, the tasks are looked at in turn.
+  write_phase(0, "finishing");
+  write_phase(1, "evaluating");
+  EXPECT_TRUE(tm_->PhaseFilesChanged(1));
+  EXPECT_TRUE(tm_->PhaseFilesChanged(1));
+  EXPECT_FALSE(tm_->PhaseFilesChanged(1));
+  EXPECT_FALSE(tm_->PhaseFilesChanged(1));
+
   // A finished task's files are no longer looked at.
   Step();  // the jobs run
   WriteResults(0);

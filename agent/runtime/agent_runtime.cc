@@ -1,5 +1,6 @@
 #include "agent/runtime/agent_runtime.h"
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,6 +95,7 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
   absl::Duration interval = options_.min_interval;
   absl::Time next_cycle = absl::Now();
   absl::Time next_phase_check = absl::Now();
+  absl::Time next_trim = absl::Now();
   while (!stop->load()) {
     std::deque<v1::Command> batch;
     {
@@ -214,6 +216,13 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
     }
     next_cycle = absl::Now() + interval;
     WakeSender();
+    // A cycle in which many jobs change commits every changed task and event at once; glibc
+    // keeps the freed memory. Return it, at most every 10 s (at 100,000 tasks: 964 → 521 MiB,
+    // docs/performance.md).
+    if (absl::Now() >= next_trim) {
+      malloc_trim(0);
+      next_trim = absl::Now() + absl::Seconds(10);
+    }
   }
 }
 

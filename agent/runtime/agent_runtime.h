@@ -47,9 +47,9 @@ struct AgentOptions {
   std::vector<std::string> capabilities = {"runtime:none", "runtime:pyxis"};
   absl::Duration min_interval = absl::Seconds(1);
   absl::Duration max_interval = absl::Seconds(30);
-  // How often, between tracking cycles, the jobs' phase files are checked for a job that started,
-  // moved on or finished (TaskManager::PhaseFilesChanged); one brings the next cycle forward.
-  // Zero: never (a change then waits for the backed-off interval).
+  // How often, between tracking cycles, the jobs' phase files (up to 1,000 of them, in turn) are
+  // checked for a job that started, moved on or finished (TaskManager::PhaseFilesChanged); one
+  // brings the next cycle forward. Zero: never (a change then waits for the backed-off interval).
   absl::Duration phase_check_interval = absl::Seconds(1);
   absl::Duration min_backoff = absl::Seconds(1);
   absl::Duration max_backoff = absl::Seconds(60);

@@ -2,12 +2,13 @@
 # Runs every benchmark in tests/bench and prints one table (Markdown), after the machine it ran on:
 # evalctl beside raw Slurm commands and beside a launcher that opens an SSH connection per command.
 #
-#   tests/bench/run.sh [--quick] [--all] [BUILD_DIR]   (about 14 minutes; --quick about 6)
+#   tests/bench/run.sh [--quick] [--all] [BUILD_DIR]   (about 16 minutes; --quick about 6)
 #
 # BUILD_DIR defaults to $EVALCTL_BUILD_DIR, else build-bench, else build; the benchmarks must be
 # built there (ninja -C BUILD_DIR benchmarks). Everything but controller_bench needs the local
 # Slurm cluster (deploy/dev/cluster.sh start); SLURM_CONF is taken from it when unset.
-# --quick: smaller sizes (1 controller invocation, 100 jobs to submit, fewer latency samples).
+# --quick: smaller sizes (1 controller invocation, 100 jobs to submit, fewer latency samples),
+# and no tracking_cycle_bench --scale (the agent at 10,000 and 100,000 tasks, 1.5-3.5 minutes).
 # --all: also event_latency_bench (the agent alone against a stand-in controller, ~3 minutes;
 # launcher_bench measures the same path end to end, to `evalctl watch`).
 # EVALCTL_BENCH_BASELINE_CLI=PATH: an older `evalctl` whose `status` is timed beside this build's.
@@ -23,7 +24,7 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --all) all=1 ;;
     -h | --help)
-      sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+      sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *) build=$arg ;;
@@ -64,16 +65,18 @@ else
   args_launcher=()
 fi
 
+# run NAME ARGS...: the output goes to $out/NAME$log_suffix.log.
 run() {
   local name=$1
   shift
+  local log=$out/$name${log_suffix:-}.log
   echo "--- $name $*" >&2
   local rc=0
-  "$bench/$name" "$@" >"$out/$name.log" 2>&1 || rc=$?
-  grep -v '^ROW' "$out/$name.log" >&2 || true
-  grep '^ROW' "$out/$name.log" | cut -f2- >>"$rows" || true
+  "$bench/$name" "$@" >"$log" 2>&1 || rc=$?
+  grep -v '^ROW' "$log" >&2 || true
+  grep '^ROW' "$log" | cut -f2- >>"$rows" || true
   if ((rc != 0)); then
-    echo "    ($name exited with status $rc; see $out/$name.log)" >&2
+    echo "    ($name exited with status $rc; see $log)" >&2
   fi
 }
 
@@ -93,6 +96,11 @@ run tracking_cycle_bench "${args_cycle[@]}"
 run submit_bench "${args_submit[@]}"
 if ((all)); then
   run event_latency_bench "${args_latency[@]}"
+fi
+# The agent's memory and CPU at 10,000 and 100,000 tasks (FakeSlurm, no cluster). Last, because
+# it deletes 110,000 run directories at its end, which slows inode creation on ext4 for minutes.
+if ((!quick)); then
+  log_suffix=-scale run tracking_cycle_bench --scale
 fi
 
 mem_gib=$(awk '/MemTotal/ {printf "%.1f", $2 / 1048576}' /proc/meminfo)
