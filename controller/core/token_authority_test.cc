@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -55,7 +56,9 @@ TEST_F(TokenAuthorityTest, IssuedTokenVerifiesAndOnlyItsHashIsStored) {
   EXPECT_EQ(p->kind, TokenKind::kUser);
 
   // The database file holds no secret, and nobody else may read it.
-  const std::string secret = t.token.substr(t.token.rfind('_') + 1);
+  // evalctl_<id>_<secret>: the secret (web-safe base64) may hold '_' itself.
+  const std::string secret = t.token.substr(absl::StrCat("evalctl_", t.info.token_id(), "_").size());
+  ASSERT_EQ(secret.size(), 43u);
   for (const auto& entry : std::filesystem::directory_iterator(dir_)) {
     std::ifstream in(entry.path(), std::ios::binary);
     std::string bytes((std::istreambuf_iterator<char>(in)), {});
