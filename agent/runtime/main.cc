@@ -42,8 +42,8 @@ std::string ShortHostname() {
 
 // Slurm's ClusterName, so that configs can name the cluster as Slurm does.
 std::string SlurmClusterName() {
-  auto r = evalctl::RunSubprocess({.argv = {"scontrol", "show", "config"},
-                                   .timeout = absl::Seconds(15)});
+  auto r = evalctl::RunSubprocess(
+      {.argv = {"scontrol", "show", "config"}, .timeout = absl::Seconds(15)});
   if (!r.ok() || !r->ok()) return "";
   size_t pos = r->stdout_data.find("ClusterName");
   if (pos == std::string::npos) return "";
@@ -109,6 +109,10 @@ int main(int argc, char** argv) {
                  "Seconds between checks of the jobs' phase files for a job that started or ended "
                  "(brings the next tracking cycle forward; 0: off)")
       ->check(Seconds(true))
+      ->capture_default_str();
+  app.add_option("--submit-parallelism", options.task_manager.submit_parallelism,
+                 "How many sbatch calls may run at once when many tasks arrive together")
+      ->check(CLI::Range(1, 64))
       ->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port to serve Prometheus /metrics and /healthz on over HTTP (host defaults "

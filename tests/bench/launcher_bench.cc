@@ -4,9 +4,10 @@
 // tracking intervals, 1 s doubling to 30 s) and evalctl CLI; a real sshd on 127.0.0.1 (key auth,
 // known_hosts checked) reached with /usr/bin/ssh, ControlMaster off.
 //
-//   launcher_bench [--sizes=1,10,100,500] [--tracked=1000] [--cancel=100] [--latency-jobs=8]
-//                  [--quiet-seconds=60] [--gpu-tasks=8] [--status-sizes=10,100,1000,10000]
-//                  [--evalctl-status-10000-ms=X]
+//   launcher_bench [--sizes=1,10,100,500] [--submit-rounds=2] [--tracked=1000] [--cancel=100]
+//                  [--latency-jobs=8] [--quiet-seconds=60] [--gpu-tasks=8]
+//                  [--status-sizes=10,100,1000,10000]
+//                  [--evalctl-status-10000-ms=X] [--agent-flag=--name=value ...]
 //
 // Every job it submits carries the name prefix of its harness and is cancelled at the end.
 #include <fcntl.h>
@@ -227,11 +228,14 @@ class Bench {
  public:
   Bench() : user_(CurrentUser()) {}
 
-  bool Setup() {
+  bool Setup(const std::vector<std::string>& agent_flags) {
     if (!SlurmAvailable()) return false;
     if (!ssh_.Start()) return false;
     metrics_port_ = 20000 + static_cast<int>(::getpid() % 20000);
-    env_.set_agent_flags({"--metrics-listen", absl::StrCat("127.0.0.1:", metrics_port_)});
+    std::vector<std::string> flags = {"--metrics-listen",
+                                      absl::StrCat("127.0.0.1:", metrics_port_)};
+    flags.insert(flags.end(), agent_flags.begin(), agent_flags.end());
+    env_.set_agent_flags(std::move(flags));
     if (absl::Status s = env_.StartController(); !s.ok()) {
       std::cerr << "controller: " << s << "\n";
       return false;
@@ -414,27 +418,95 @@ class Bench {
 
   // ------------------------------------------------------------ 1. submission
 
-  void Submit(int n) {
+  struct Times {
+    double submitted = -1, started = -1;
+  };
+
+  // evalctl end to end: `evalctl run`, then GetInvocation every 100 ms until every task has a
+  // Slurm job and every task is RUNNING or beyond; waits until its jobs have left the queue.
+  Times EvalctlRound(const std::string& config, int n, double* cli_s, std::string* inv) {
+    Times t;
+    const double t0 = WallSeconds();
+    *inv = CliRun(config, cli_s);
+    if (inv->empty()) return t;
+    Counts last;
+    Until(t0, 0.1, 600, [&] {
+      last = Read(*inv);
+      if (t.submitted < 0 && last.with_job == n) t.submitted = WallSeconds() - t0;
+      if (t.started < 0 && last.started == n) t.started = WallSeconds() - t0;
+      return t.started >= 0;
+    });
+    WaitDrained(last.jobs);
+    return t;
+  }
+
+  // A bash loop of sbatch over `scripts`, then squeue -u every second until none is PENDING;
+  // waits until its jobs have left the queue.
+  Times RawRound(const std::vector<std::string>& scripts, const std::string& name) {
+    std::string loop;
+    for (size_t i = 0; i < scripts.size(); ++i) {
+      absl::StrAppend(&loop, "sbatch --parsable --export=ALL --job-name=", prefix_, name, ".b", i,
+                      " ", scripts[i], "\n");
+    }
+    Times t;
+    const double r0 = WallSeconds();
+    auto r = Local(loop);
+    t.submitted = WallSeconds() - r0;
+    std::vector<std::string> ids = r.ok() ? ParseIds(r->stdout_data) : std::vector<std::string>{};
+    raw_ids_.insert(ids.begin(), ids.end());
+    t.started = Until(r0, 1.0, 600, [&] {
+      auto q = Local(absl::StrCat("squeue -h -u ", user_, " -o '%i %T'"), absl::Seconds(60));
+      return q.ok() && Started(ids, ParseIdState(q->stdout_data)) == static_cast<int>(ids.size());
+    });
+    WaitDrained(ids);
+    return t;
+  }
+
+  // The median of the rounds' figures, and their range when there is more than one.
+  static std::pair<double, std::string> Summary(const std::vector<double>& v) {
+    if (v.size() < 2) return {v.empty() ? -1 : v[0], ""};
+    auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+    return {Median(v), absl::StrCat(" (", Fmt(*lo, 2), "–", Fmt(*hi, 2), ")")};
+  }
+
+  static std::string RoundsNote(int rounds, const std::string& evalctl, const std::string& raw) {
+    if (rounds < 2) return "";
+    return absl::StrCat("; median of ", rounds,
+                        " rounds each, run evalctl, raw, raw, evalctl …: ", "evalctl", evalctl,
+                        ", raw", raw);
+  }
+
+  void Submit(int n, int rounds) {
     std::cout << "== submit " << n << " task(s)\n";
     const std::string name = absl::StrCat("submit", n);
     const std::string config = WriteConfig(name, n, "echo started\n");
-    // evalctl end to end.
-    const double t0 = WallSeconds();
+    // evalctl and the raw loop in rounds A B B A …, so that drift in the machine's load (and the
+    // cluster's state after the previous side) hits both alike; each on its own rendering.
+    std::vector<double> sub[2], start[2];
+    std::string inv;
     double cli_s = 0;
-    const std::string inv = CliRun(config, &cli_s);
+    for (int r = 0; r < rounds; ++r) {
+      for (int k = 0; k < 2; ++k) {
+        const bool evalctl = (k == 0) == (r % 2 == 0);
+        Times t;
+        if (evalctl) {
+          t = EvalctlRound(config, n, &cli_s, &inv);
+        } else {
+          const std::string dir = absl::StrCat(name, "-raw", r);
+          t = RawRound(Render(config, absl::StrCat(env_.root(), "/base/", dir)), dir);
+        }
+        std::cout << "  round " << r + 1 << " " << (evalctl ? "evalctl" : "raw loop")
+                  << ": all submitted " << Fmt(t.submitted, 2) << " s, all started "
+                  << Fmt(t.started, 2) << " s\n";
+        sub[evalctl ? 0 : 1].push_back(t.submitted);
+        start[evalctl ? 0 : 1].push_back(t.started);
+      }
+    }
     if (inv.empty()) return;
-    double submitted = -1, started = -1;
-    Counts last;
-    Until(t0, 0.1, 600, [&] {
-      last = Read(inv);
-      if (submitted < 0 && last.with_job == n) submitted = WallSeconds() - t0;
-      if (started < 0 && last.started == n) started = WallSeconds() - t0;
-      return started >= 0;
-    });
-    WaitDrained(last.jobs);
-    // Raw sbatch loop, then the SSH loop, on the same rendered scripts.
-    const std::vector<std::string> raw_scripts =
-        Render(config, absl::StrCat(env_.root(), "/base/", name, "-raw"));
+    const auto [submitted, submitted_range] = Summary(sub[0]);
+    const auto [started, started_range] = Summary(start[0]);
+    const auto [raw_sub, raw_sub_range] = Summary(sub[1]);
+    const auto [raw_start, raw_start_range] = Summary(start[1]);
     const std::vector<std::string> ssh_scripts =
         Render(config, absl::StrCat(env_.root(), "/base/", name, "-ssh"));
     const std::vector<std::string> one_scripts =
@@ -443,24 +515,6 @@ class Bench {
       return absl::StrCat("sbatch --parsable --export=ALL --job-name=", prefix_, name, ".b", i, " ",
                           script);
     };
-    // (a) raw: a bash loop of sbatch, then squeue -u every second.
-    std::string loop;
-    for (size_t i = 0; i < raw_scripts.size(); ++i) {
-      absl::StrAppend(&loop, sbatch(raw_scripts[i], static_cast<int>(i)), "\n");
-    }
-    double raw_sub = -1, raw_start = -1;
-    {
-      const double r0 = WallSeconds();
-      auto r = Local(loop);
-      raw_sub = WallSeconds() - r0;
-      std::vector<std::string> ids = r.ok() ? ParseIds(r->stdout_data) : std::vector<std::string>{};
-      raw_ids_.insert(ids.begin(), ids.end());
-      raw_start = Until(r0, 1.0, 600, [&] {
-        auto q = Local(absl::StrCat("squeue -h -u ", user_, " -o '%i %T'"), absl::Seconds(60));
-        return q.ok() && Started(ids, ParseIdState(q->stdout_data)) == static_cast<int>(ids.size());
-      });
-      WaitDrained(ids);
-    }
     // (b) SSH: a new connection per sbatch, then per squeue poll (and sacct, as NEL's status
     // does, when jobs have left the queue).
     double ssh_sub = -1, ssh_start = -1;
@@ -512,22 +566,25 @@ class Bench {
       WaitDrained(ids);
     }
     std::cout << "  evalctl: CLI returned " << Fmt(cli_s, 2) << " s, all submitted "
-              << Fmt(submitted, 2) << " s, all started " << Fmt(started, 2) << " s; raw loop "
-              << Fmt(raw_sub, 2) << " / " << Fmt(raw_start, 2) << " s; SSH per command "
-              << Fmt(ssh_sub, 2) << " / " << Fmt(ssh_start, 2) << " s (" << ssh_conns
+              << Fmt(submitted, 2) << submitted_range << " s, all started " << Fmt(started, 2)
+              << started_range << " s; raw loop " << Fmt(raw_sub, 2) << raw_sub_range << " / "
+              << Fmt(raw_start, 2) << raw_start_range << " s; SSH per command " << Fmt(ssh_sub, 2)
+              << " / " << Fmt(ssh_start, 2) << " s (" << ssh_conns
               << " connections); SSH one connection " << Fmt(one_sub, 2) << " s\n";
     Row("1 submit",
         absl::StrCat(n, " task(s): time to all submitted, s (evalctl | raw sbatch loop)"),
         Fmt(submitted, 2), Fmt(raw_sub, 2), Fmt(raw_sub / submitted, 2),
         absl::StrCat("SSH per command ", Fmt(ssh_sub, 2), " s (", Fmt(ssh_sub / submitted, 2),
                      "x evalctl); SSH, all sbatch in one connection ", Fmt(one_sub, 2),
-                     " s; evalctl CLI returned after ", Fmt(cli_s, 2), " s"));
+                     " s; evalctl CLI returned after ", Fmt(cli_s, 2), " s",
+                     RoundsNote(rounds, submitted_range, raw_sub_range)));
     Row("1 submit",
         absl::StrCat(n, " task(s): time to all running, s (evalctl | raw + squeue 1 s)"),
         Fmt(started, 2), Fmt(raw_start, 2), Fmt(raw_start / started, 2),
         absl::StrCat("SSH per command + squeue/sacct over SSH every 1 s: ", Fmt(ssh_start, 2),
                      " s (", Fmt(ssh_start / started, 2), "x evalctl), ", ssh_conns,
-                     " SSH connections; evalctl: every task RUNNING or beyond at the controller"));
+                     " SSH connections; evalctl: every task RUNNING or beyond at the controller",
+                     RoundsNote(rounds, started_range, raw_start_range)));
     if (n == 10 || n == 100) status_invocations_[n] = inv;
   }
 
@@ -1060,8 +1117,9 @@ class Bench {
 
 int Main(int argc, char** argv) {
   std::vector<int> sizes = {1, 10, 100, 500}, status_sizes = {10, 100, 1000, 10000};
-  int tracked = 1000, cancel = 100, latency_jobs = 8, quiet = 60, gpu_tasks = 8;
+  int tracked = 1000, cancel = 100, submit_rounds = 2, latency_jobs = 8, quiet = 60, gpu_tasks = 8;
   double evalctl_10000_ms = -1;
+  std::vector<std::string> agent_flags;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     std::string v;
@@ -1069,6 +1127,8 @@ int Main(int argc, char** argv) {
       sizes = ParseSizes(v);
     } else if (FlagValue(a, "status-sizes", &v)) {
       status_sizes = ParseSizes(v);
+    } else if (FlagValue(a, "submit-rounds", &v) && absl::SimpleAtoi(v, &submit_rounds) &&
+               submit_rounds > 0) {
     } else if (FlagValue(a, "tracked", &v) && absl::SimpleAtoi(v, &tracked)) {
     } else if (FlagValue(a, "cancel", &v) && absl::SimpleAtoi(v, &cancel)) {
     } else if (FlagValue(a, "latency-jobs", &v) && absl::SimpleAtoi(v, &latency_jobs)) {
@@ -1076,18 +1136,21 @@ int Main(int argc, char** argv) {
     } else if (FlagValue(a, "gpu-tasks", &v) && absl::SimpleAtoi(v, &gpu_tasks)) {
     } else if (FlagValue(a, "evalctl-status-10000-ms", &v) &&
                absl::SimpleAtod(v, &evalctl_10000_ms)) {
+    } else if (FlagValue(a, "agent-flag", &v)) {
+      agent_flags.push_back(v);
     } else {
-      std::cerr << "usage: launcher_bench [--sizes=1,10,100,500] [--tracked=1000] [--cancel=100] "
-                   "[--latency-jobs=8] [--quiet-seconds=60] [--gpu-tasks=8] "
+      std::cerr << "usage: launcher_bench [--sizes=1,10,100,500] [--submit-rounds=2] "
+                   "[--tracked=1000] [--cancel=100] [--latency-jobs=8] [--quiet-seconds=60] "
+                   "[--gpu-tasks=8] "
                    "[--status-sizes=10,100,1000,10000] "
-                   "[--evalctl-status-10000-ms=X]\n";
+                   "[--evalctl-status-10000-ms=X] [--agent-flag=--name=value ...]\n";
       return 2;
     }
   }
   Bench bench;
   bench.quiet_seconds_ = quiet;
-  if (!bench.Setup()) return 1;
-  for (int n : sizes) bench.Submit(n);
+  if (!bench.Setup(agent_flags)) return 1;
+  for (int n : sizes) bench.Submit(n, submit_rounds);
   if (tracked > 0) bench.Tracking(tracked, latency_jobs);
   bench.Status(status_sizes, evalctl_10000_ms);
   if (cancel > 0) bench.Cancel(cancel);
