@@ -30,7 +30,8 @@ namespace evalctl::agent {
 
 // What the agent keeps per task.
 struct JournaledTask {
-  // As received, with the value of every secret env var cleared.
+  // As received, with the value of every secret env var cleared, and the script cleared once it
+  // is written to the run directory (where sbatch reads it).
   v1::SubmitTask submit;
   // Current status, attempts included.
   v1::Task status;

@@ -151,7 +151,13 @@ TEST_F(TaskManagerTest, SubmitTrackAndSucceed) {
   ASSERT_EQ(t.attempts_size(), 1);
   EXPECT_EQ(t.attempts(0).attempt_id(), "0123456789abcdef.0.1");
   // The script is in the run directory and sbatch got the secret through its environment.
-  EXPECT_TRUE(std::filesystem::exists(root_ + "/runs/task0/run.sub"));
+  EXPECT_EQ(FileBytes(root_ + "/runs/task0/run.sub"), "#!/bin/bash\necho hi\n");
+  // The journal keeps no second copy of it.
+  auto journaled = journal_->LoadTasks();
+  ASSERT_TRUE(journaled.ok()) << journaled.status();
+  ASSERT_EQ(journaled->size(), 1u);
+  EXPECT_EQ((*journaled)[0].submit.job().script(), "");
+  EXPECT_EQ((*journaled)[0].submit.job().run_dir(), root_ + "/runs/task0");
   auto subs = slurm_->submissions();
   ASSERT_EQ(subs.size(), 1u);
   EXPECT_EQ(subs[0].request.job_name, "acct-sub.task0.0123456789abcdef.0.1");
