@@ -323,6 +323,21 @@ class Bench {
     return r.out.substr(at, r.out.find(':', at) - at);
   }
 
+  // The baselines' sbatch of `script` as job `prefix_ + name` (the harness cancels its jobs by
+  // that prefix), with the flags the agent passes.
+  std::string Sbatch(const std::string& name, const std::string& script) const {
+    return absl::StrCat("sbatch --parsable --export=ALL --job-name=", prefix_, name, " ", script);
+  }
+
+  // A shell loop that submits `scripts` one after another as jobs NAME.b0, NAME.b1, ...
+  std::string SbatchLoop(const std::vector<std::string>& scripts, const std::string& name) const {
+    std::string loop;
+    for (size_t i = 0; i < scripts.size(); ++i) {
+      absl::StrAppend(&loop, Sbatch(absl::StrCat(name, ".b", i), scripts[i]), "\n");
+    }
+    return loop;
+  }
+
   // The baselines' scripts: `evalctl run --dry-run` renders the same jobs into `dir`.
   std::vector<std::string> Render(const std::string& config, const std::string& dir) {
     e2e::CliResult r =
@@ -443,11 +458,7 @@ class Bench {
   // A bash loop of sbatch over `scripts`, then squeue -u every second until none is PENDING;
   // waits until its jobs have left the queue.
   Times RawRound(const std::vector<std::string>& scripts, const std::string& name) {
-    std::string loop;
-    for (size_t i = 0; i < scripts.size(); ++i) {
-      absl::StrAppend(&loop, "sbatch --parsable --export=ALL --job-name=", prefix_, name, ".b", i,
-                      " ", scripts[i], "\n");
-    }
+    const std::string loop = SbatchLoop(scripts, name);
     Times t;
     const double r0 = WallSeconds();
     auto r = Local(loop);
@@ -512,8 +523,7 @@ class Bench {
     const std::vector<std::string> one_scripts =
         Render(config, absl::StrCat(env_.root(), "/base/", name, "-one"));
     auto sbatch = [&](const std::string& script, int i) {
-      return absl::StrCat("sbatch --parsable --export=ALL --job-name=", prefix_, name, ".b", i, " ",
-                          script);
+      return Sbatch(absl::StrCat(name, ".b", i), script);
     };
     // (b) SSH: a new connection per sbatch, then per squeue poll (and sacct, as NEL's status
     // does, when jobs have left the queue).
@@ -862,11 +872,7 @@ class Bench {
     // `sacct -j ID; scancel ID` (NEL's kill).
     const std::vector<std::string> scripts =
         Render(config, absl::StrCat(env_.root(), "/base/cancel"));
-    std::string loop;
-    for (size_t i = 0; i < scripts.size(); ++i) {
-      absl::StrAppend(&loop, "sbatch --parsable --export=ALL --job-name=", prefix_, "cancel.b", i,
-                      " ", scripts[i], "\n");
-    }
+    const std::string loop = SbatchLoop(scripts, "cancel");
     auto r = Local(loop);
     std::vector<std::string> ids = r.ok() ? ParseIds(r->stdout_data) : std::vector<std::string>{};
     raw_ids_.insert(ids.begin(), ids.end());
@@ -1055,8 +1061,7 @@ class Bench {
         // with sbatch.
         std::vector<std::string> scripts = Render(path, absl::StrCat(env_.root(), "/base/", name));
         if (scripts.size() != 1) return;
-        auto r = Local(absl::StrCat("sbatch --parsable --export=ALL --job-name=", prefix_, name,
-                                    " ", scripts[0]));
+        auto r = Local(Sbatch(name, scripts[0]));
         if (!r.ok() || !r->ok()) return;
         for (const std::string& id : ParseIds(r->stdout_data)) jobs.insert(id);
         raw_ids_.insert(jobs.begin(), jobs.end());
