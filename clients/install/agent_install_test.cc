@@ -41,7 +41,7 @@ class AgentInstallTest : public ::testing::Test {
     auto host = ssh::LibsshRemoteHost::Connect(sshd_->Options());
     ASSERT_TRUE(host.ok()) << host.status();
     host_ = *std::move(host);
-    remote_dir_ = sshd_->dir() + "/remote";
+    remote_dir_ = sshd_->user_dir() + "/remote";
     fake_agent_ = sshd_->dir() + "/fake-agent";
     std::ofstream(fake_agent_) << "#!/bin/sh\n"
                                   "d=$(dirname \"$0\")/..\n"

@@ -62,6 +62,11 @@ TEST_F(LibsshRemoteHostTest, RunsCommandsWithExitCodeAndBothStreams) {
   EXPECT_EQ(r->exit_code, 0);
   EXPECT_EQ(r->stdout_data, "it's $HOME");
 
+  // Commands run as the test account, in its home, with its own startup files.
+  r = host->Exec("id -un; echo \"$HOME\"", absl::Seconds(10));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_data, absl::StrCat(sshd_->account().name, "\n", sshd_->account().home, "\n"));
+
   r = host->Exec("sleep 5", absl::Milliseconds(300));
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
 }
@@ -69,8 +74,9 @@ TEST_F(LibsshRemoteHostTest, RunsCommandsWithExitCodeAndBothStreams) {
 TEST_F(LibsshRemoteHostTest, UploadsAtomicallyWithTheMode) {
   auto host = ConnectOrDie(sshd_->Options());
   ASSERT_NE(host, nullptr);
-  const std::string dir = sshd_->dir() + "/upload";
+  const std::string dir = sshd_->user_dir() + "/upload";
   std::filesystem::create_directories(dir);
+  ASSERT_TRUE(::evalctl::testing::GiveTo(sshd_->account(), dir).ok());
   const std::string target = dir + "/token";
   ASSERT_TRUE(host->UploadData("first", target, 0600).ok());
   EXPECT_EQ(ReadFile(target), "first");
@@ -149,8 +155,7 @@ TEST_F(LibsshRemoteHostTest, WrongKeySaysWhichMethodsWereTried) {
   ASSERT_FALSE(host.ok());
   EXPECT_EQ(host.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(host.status().message(), HasSubstr("authentication to "));
-  EXPECT_THAT(host.status().message(),
-              HasSubstr("tried publickey with " + options.identity_file));
+  EXPECT_THAT(host.status().message(), HasSubstr("tried publickey with " + options.identity_file));
   EXPECT_THAT(host.status().message(), HasSubstr("the server accepts publickey"));
   // No key material in the message.
   EXPECT_THAT(host.status().message(), ::testing::Not(HasSubstr("PRIVATE KEY")));

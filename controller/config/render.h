@@ -30,21 +30,12 @@ using layout::kPhaseWords;
 using layout::kProgressFile;
 using layout::kResultsFile;
 
-// Exit codes of the job. sacct 22.05 shows exit codes modulo 128, so all are below 128.
-//   0          the evaluation exited 0 (a shared job: every evaluation did)
-//   1-119      the evaluation's own exit code (a shared job: the first non-zero one, in task order)
-//   120-123    evalctl's own endings, below
-//   125        the evaluation exited with 120-255 (128+N: killed by signal N); see kExitCodeFile
-// The script always tears the deployment down before it exits.
-inline constexpr int kExitSetupFailed = 120;      // run directory, srun, nodes, secrets, curl
-inline constexpr int kExitServerDied = 121;       // a server (or haproxy) step ended before ready
-inline constexpr int kExitEndpointTimeout = 122;  // not ready within endpoint_readiness_timeout
-// SIGTERM reached the job (cancel, preemption, time limit), the evaluation exited non-zero after
-// the pre-timeout USR1 (it saved its state and stopped), or the harness left
-// artifacts/.nemo_evaluator_interrupted during this attempt: the evaluation did not finish. The
-// agent resumes a job that ends FAILED with this code, like a time-limit ending.
-inline constexpr int kExitInterrupted = 123;
-inline constexpr int kExitEvalCodeOutOfRange = 125;
+// Exit codes of the job: common/run_layout.h.
+using layout::kExitEndpointTimeout;
+using layout::kExitEvalCodeOutOfRange;
+using layout::kExitInterrupted;
+using layout::kExitServerDied;
+using layout::kExitSetupFailed;
 
 struct JobEnv {
   std::string name;

@@ -185,6 +185,10 @@ class Ssh {
     return RunSubprocess({.argv = Argv(command), .timeout = timeout});
   }
   int connections() const { return connections_; }
+  // The account the connections log in as (never the user running the bench, whose shell
+  // startup files are the machine's); jobs sbatch'ed over SSH are its jobs.
+  const std::string& user() const { return sshd_->account().name; }
+  const ::evalctl::testing::TestAccount& account() const { return sshd_->account(); }
 
  private:
   std::unique_ptr<ssh::testing::TestSshd> sshd_;
@@ -339,6 +343,17 @@ class Bench {
   }
 
   // The baselines' scripts: `evalctl run --dry-run` renders the same jobs into `dir`.
+  // Render(), with the scripts' directories and the output directory given to the SSH account,
+  // whose jobs write there.
+  std::vector<std::string> RenderForSsh(const std::string& config, const std::string& dir) {
+    std::vector<std::string> scripts = Render(config, dir);
+    for (const std::string& d : {dir, env_.output_dir()}) {
+      if (absl::Status s = ::evalctl::testing::GiveTo(ssh_.account(), d); !s.ok())
+        std::cerr << s << "\n";
+    }
+    return scripts;
+  }
+
   std::vector<std::string> Render(const std::string& config, const std::string& dir) {
     e2e::CliResult r =
         env_.Cli({"run", "--dry-run", "-c", config, "--render-dir", dir}, {}, absl::Minutes(2));
@@ -519,9 +534,9 @@ class Bench {
     const auto [raw_sub, raw_sub_range] = Summary(sub[1]);
     const auto [raw_start, raw_start_range] = Summary(start[1]);
     const std::vector<std::string> ssh_scripts =
-        Render(config, absl::StrCat(env_.root(), "/base/", name, "-ssh"));
+        RenderForSsh(config, absl::StrCat(env_.root(), "/base/", name, "-ssh"));
     const std::vector<std::string> one_scripts =
-        Render(config, absl::StrCat(env_.root(), "/base/", name, "-one"));
+        RenderForSsh(config, absl::StrCat(env_.root(), "/base/", name, "-one"));
     auto sbatch = [&](const std::string& script, int i) {
       return Sbatch(absl::StrCat(name, ".b", i), script);
     };
@@ -541,7 +556,7 @@ class Bench {
       ssh_sub = WallSeconds() - s0;
       raw_ids_.insert(ids.begin(), ids.end());
       ssh_start = Until(s0, 1.0, 600, [&] {
-        auto q = ssh_.Run(absl::StrCat("squeue -h -u ", user_, " -o '%i|%T'"));
+        auto q = ssh_.Run(absl::StrCat("squeue -h -u ", ssh_.user(), " -o '%i|%T'"));
         if (!q.ok() || !q->ok()) return false;
         auto queue = ParseIdState(q->stdout_data);
         std::vector<std::string> gone;
@@ -570,7 +585,8 @@ class Bench {
       std::vector<std::string> ids = r.ok() ? ParseIds(r->stdout_data) : std::vector<std::string>{};
       raw_ids_.insert(ids.begin(), ids.end());
       Until(o0, 1.0, 600, [&] {
-        auto q = Local(absl::StrCat("squeue -h -u ", user_, " -o '%i %T'"), absl::Seconds(60));
+        auto q =
+            Local(absl::StrCat("squeue -h -u ", ssh_.user(), " -o '%i %T'"), absl::Seconds(60));
         return q.ok() && Started(ids, ParseIdState(q->stdout_data)) == static_cast<int>(ids.size());
       });
       WaitDrained(ids);
@@ -871,9 +887,10 @@ class Bench {
     // Baseline: the same scripts, submitted with sbatch; then per job one SSH connection running
     // `sacct -j ID; scancel ID` (NEL's kill).
     const std::vector<std::string> scripts =
-        Render(config, absl::StrCat(env_.root(), "/base/cancel"));
+        RenderForSsh(config, absl::StrCat(env_.root(), "/base/cancel"));
     const std::string loop = SbatchLoop(scripts, "cancel");
-    auto r = Local(loop);
+    // Submitted over SSH (untimed), so that they are the SSH account's jobs to cancel.
+    auto r = ssh_.Run(loop, absl::Seconds(300));
     std::vector<std::string> ids = r.ok() ? ParseIds(r->stdout_data) : std::vector<std::string>{};
     raw_ids_.insert(ids.begin(), ids.end());
     absl::SleepFor(absl::Seconds(3));

@@ -1,8 +1,8 @@
 // `evalctl cluster install|uninstall` and tunnel mode end to end: the real evalctl CLI installs
 // the real evalctl-agent through a real sshd on 127.0.0.1 (TestSshd) into a directory of the
 // test, the agent registers with an insecure controller on loopback and runs a job on the local
-// Slurm cluster (node1). The agent runs as the test's user on this machine; every process the
-// test starts is stopped at its end.
+// Slurm cluster (node1). The agent runs as the sshd's test account on this machine, so the jobs
+// run as that account too; every process the test starts is stopped at its end.
 #include <signal.h>
 
 #include <cstdlib>
@@ -36,7 +36,10 @@ class ClusterInstallTest : public ::testing::Test {
     auto sshd = TestSshd::Start();
     E2E_ASSERT_OK(sshd);
     sshd_ = *std::move(sshd);
-    remote_dir_ = env_.root() + "/headnode";
+    remote_dir_ = sshd_->user_dir() + "/headnode";
+    // The agent logs in as the account, so its jobs run as that account and write there.
+    env_.set_run_as(sshd_->account().name);
+    E2E_ASSERT_OK(::evalctl::testing::GiveTo(sshd_->account(), env_.output_dir()));
   }
 
   void TearDown() override {
@@ -48,19 +51,27 @@ class ClusterInstallTest : public ::testing::Test {
   }
 
   std::vector<std::string> SshArgs(const std::string& command) const {
-    return {"cluster",       command,        "127.0.0.1",
-            "--port",        absl::StrCat(sshd_->port()),
-            "--identity",    sshd_->client_key(),
-            "--known-hosts", sshd_->dir() + "/known_hosts",
-            "--remote-dir",  remote_dir_};
+    return {"cluster",
+            command,
+            "127.0.0.1",
+            "--port",
+            absl::StrCat(sshd_->port()),
+            "--identity",
+            sshd_->client_key(),
+            "--known-hosts",
+            sshd_->dir() + "/known_hosts",
+            "--remote-dir",
+            remote_dir_,
+            "--user",
+            sshd_->account().name};
   }
 
   std::vector<std::string> InstallArgs() const {
     std::vector<std::string> args = SshArgs("install");
     const char* slurm_conf = std::getenv("SLURM_CONF");
     // SLURM_CONF does not pass through ssh; the agent needs it for sbatch and friends.
-    args.insert(args.end(), {"--cluster", env_.cluster(), "--supervisor", "process",
-                             "--agent-env", absl::StrCat("SLURM_CONF=", slurm_conf ? slurm_conf : ""),
+    args.insert(args.end(), {"--cluster", env_.cluster(), "--supervisor", "process", "--agent-env",
+                             absl::StrCat("SLURM_CONF=", slurm_conf ? slurm_conf : ""),
                              "--agent-arg=--min-interval=0.5", "--agent-arg=--max-interval=5",
                              "--wait", "60s"});
     return args;
@@ -144,8 +155,11 @@ TEST_F(ClusterInstallTest, InstallOnATlsControllerEnrollsTheAgent) {
     EXPECT_FALSE(std::filesystem::exists(remote_dir_ + "/token"));
     RunsAJob(absl::StrCat("over-tls-", round));
   }
-  auto tokens = env_.client().ListTokens(
-      [] { v1::ListTokensRequest r; r.set_user("*"); return r; }());
+  auto tokens = env_.client().ListTokens([] {
+    v1::ListTokensRequest r;
+    r.set_user("*");
+    return r;
+  }());
   E2E_ASSERT_OK(tokens);
   int enrollments = 0, live_agents = 0;
   for (const v1::TokenInfo& t : tokens->tokens()) {

@@ -479,7 +479,7 @@ absl::StatusOr<std::string> E2eEnv::WriteConfig(const RunConfig& config) {
                   "defaults:\n  - execution: slurm/default\n  - deployment: none\n  - _self_\n");
   absl::StrAppend(&y, "execution:\n");
   absl::StrAppend(&y, "  hostname: ", Quote(cluster_), "\n");
-  absl::StrAppend(&y, "  username: ", Quote(CurrentUser()), "\n");
+  absl::StrAppend(&y, "  username: ", Quote(run_as_.empty() ? CurrentUser() : run_as_), "\n");
   absl::StrAppend(&y, "  account: ", kAccount, "\n");
   absl::StrAppend(&y, "  subproject: ", Quote(subproject_), "\n");
   absl::StrAppend(&y, "  output_dir: ", Quote(output_dir()), "\n");

@@ -205,6 +205,9 @@ class E2eEnv {
   bool agent_running();
 
   // --- names and places
+  // The Unix user the configs' execution.username names (default: the user running the test),
+  // for an agent that runs as another account.
+  void set_run_as(std::string user) { run_as_ = std::move(user); }
   const std::string& root() const { return root_; }
   const std::string& cluster() const { return cluster_; }
   std::string controller_address() const;
@@ -262,6 +265,7 @@ class E2eEnv {
   std::string test_name_;
   std::string subproject_;
   std::string cluster_;
+  std::string run_as_;
   absl::Time started_;
   int port_ = 0;
   std::unique_ptr<ChildProcess> controller_;

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -151,20 +152,32 @@ absl::Status GenerateKey(const std::string& path) {
   return r.Check("ssh-keygen");
 }
 
-absl::StatusOr<std::unique_ptr<TestSshd>> TestSshd::Start() {
+absl::StatusOr<std::unique_ptr<TestSshd>> TestSshd::Start(TestSshdOptions options) {
   if (::access(kSshd, X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat(kSshd, " is missing: install openssh-server (deploy/install-deps.sh)"));
   }
   std::unique_ptr<TestSshd> sshd(new TestSshd());
+  ASSIGN_OR_RETURN(sshd->account_,
+                   ::evalctl::testing::EnsureTestAccount(options.account, options.startup));
   char tmpl[] = "/tmp/evalctl-sshd-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
     return absl::InternalError(absl::StrCat("mkdtemp: ", std::strerror(errno)));
   }
   sshd->dir_ = tmpl;
+  // The account reads its authorized_keys here (sshd opens it as the account), nothing else.
+  ::chmod(tmpl, 0711);
   RETURN_IF_ERROR(GenerateKey(sshd->dir_ + "/host_key"));
   RETURN_IF_ERROR(GenerateKey(sshd->client_key()));
   std::filesystem::copy_file(sshd->client_key() + ".pub", sshd->dir_ + "/authorized_keys");
+  ::chmod((sshd->dir_ + "/authorized_keys").c_str(), 0644);
+  std::error_code mkdir_error;
+  std::filesystem::create_directory(sshd->user_dir(), mkdir_error);
+  if (mkdir_error) {
+    return absl::InternalError(
+        absl::StrCat("cannot create ", sshd->user_dir(), ": ", mkdir_error.message()));
+  }
+  RETURN_IF_ERROR(::evalctl::testing::GiveTo(sshd->account_, sshd->user_dir()));
   // sshd refuses to start without its privilege separation directory.
   std::error_code ec;
   std::filesystem::create_directories("/run/sshd", ec);
@@ -185,7 +198,10 @@ absl::Status TestSshd::Launch() {
       "/sshd.pid\nAuthorizedKeysFile ", dir_,
       "/authorized_keys\n"
       "PubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-      "UsePAM no\nPermitRootLogin prohibit-password\nStrictModes no\nAllowTcpForwarding yes\n"
+      "UsePAM no\nPermitRootLogin no\nAllowUsers ",
+      account_.name,
+      "\n"
+      "StrictModes no\nAllowTcpForwarding yes\n"
       "Subsystem sftp internal-sftp\nLogLevel VERBOSE\nMaxStartups 50\n");
   RETURN_IF_ERROR(WriteFile(dir_ + "/sshd_config", config));
   const std::string log = dir_ + "/sshd.log";
@@ -284,6 +300,7 @@ SshOptions TestSshd::Options() const {
   SshOptions o;
   o.host = "127.0.0.1";
   o.port = port_;
+  o.user = account_.name;
   o.identity_file = client_key();
   o.known_hosts_file = dir_ + "/known_hosts";
   o.connect_timeout = absl::Seconds(10);
