@@ -252,6 +252,102 @@ bool ControllerCore::SendCommand(const std::string& agent_id, v1::Command comman
   return true;
 }
 
+void ControllerCore::QueueSubmitLocked(const std::string& agent_id, const std::string& task_id,
+                                       Undelivered& held) {
+  if (held.queued) return;
+  held.queued = true;
+  agents_[agent_id].submit_queue.push_back(task_id);
+}
+
+void ControllerCore::PumpSubmits(const std::string& agent_id) {
+  while (true) {
+    // Take what fits in the window.
+    std::vector<std::string> taken;
+    {
+      absl::MutexLock lock(&mu_);
+      auto a = agents_.find(agent_id);
+      if (a == agents_.end() || a->second.link == nullptr) return;
+      AgentState& agent = a->second;
+      auto& held = undelivered_[agent_id];
+      while (agent.submits_taken + agent.submits_on_stream < options_.submit_window &&
+             !agent.submit_queue.empty()) {
+        std::string id = std::move(agent.submit_queue.front());
+        agent.submit_queue.pop_front();
+        auto h = held.find(id);
+        if (h == held.end() || !h->second.queued) continue;
+        h->second.queued = false;
+        ++agent.submits_taken;
+        taken.push_back(std::move(id));
+      }
+    }
+    if (taken.empty()) return;
+    // Read them back from the store, without the lock.
+    std::vector<absl::StatusOr<StoredTask>> stored;
+    stored.reserve(taken.size());
+    for (const std::string& id : taken) stored.push_back(store_->GetTask(id));
+    std::vector<StoredTask> lost_secrets;
+    {
+      absl::MutexLock lock(&mu_);
+      AgentState& agent = agents_[agent_id];
+      auto& held = undelivered_[agent_id];
+      agent.submits_taken -= static_cast<int>(taken.size());
+      for (size_t i = 0; i < taken.size(); ++i) {
+        auto h = held.find(taken[i]);
+        // Gone meanwhile: cancelled before it was sent, or confirmed by the agent's events.
+        if (h == held.end() || h->second.on_stream || h->second.queued) continue;
+        Undelivered& u = h->second;
+        if (!stored[i].ok() || IsTerminal(stored[i]->task.state()) || stored[i]->accepted) {
+          if (!stored[i].ok()) {
+            LOG(ERROR) << "task=" << taken[i] << " cannot be read for its agent: "
+                       << stored[i].status();
+          } else if (u.cancel_after && !IsTerminal(stored[i]->task.state())) {
+            // The agent has it already: the cancel needs no SubmitTask before it.
+            v1::Command cancel;
+            cancel.mutable_cancel_task()->set_task_id(taken[i]);
+            SendCommand(agent_id, std::move(cancel),
+                        {agent_id, taken[i], CommandKind::kCancel, nullptr});
+          }
+          held.erase(h);
+          continue;
+        }
+        // Disconnected meanwhile: the reconnect queues it again.
+        if (agent.link == nullptr) continue;
+        v1::Command cmd;
+        *cmd.mutable_submit_task() = std::move(stored[i]->submit);
+        if (u.secrets.empty()) {
+          // Read back after a controller restart: its secret values are gone.
+          bool has_secret = false;
+          for (const v1::EnvVar& v : cmd.submit_task().job().env()) has_secret |= v.secret();
+          if (has_secret) {
+            lost_secrets.push_back(*std::move(stored[i]));
+            held.erase(h);
+            continue;
+          }
+        } else {
+          PutSecrets(u.secrets, *cmd.mutable_submit_task());
+        }
+        SendCommand(agent_id, std::move(cmd),
+                    {agent_id, taken[i], CommandKind::kSubmit, nullptr});
+        ++agent.submits_on_stream;
+        u.on_stream = u.ever_sent = true;
+        if (u.cancel_after) {
+          u.cancel_after = false;
+          v1::Command cancel;
+          cancel.mutable_cancel_task()->set_task_id(taken[i]);
+          SendCommand(agent_id, std::move(cancel),
+                      {agent_id, taken[i], CommandKind::kCancel, nullptr});
+        }
+      }
+    }
+    for (StoredTask& t : lost_secrets) {
+      (void)FailTask(std::move(t),
+                     "the controller restarted before the cluster's agent took the task, and the "
+                     "task's secret values are never stored; submit the invocation again",
+                     EndReason::kNotDelivered);
+    }
+  }
+}
+
 absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     const Caller& caller, const v1::SubmitInvocationRequest& request) {
   if (request.request_id().empty() || request.request_id().size() > 128) {
@@ -345,20 +441,16 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
   LOG(INFO) << "invocation=" << id << " owner=" << caller.user << " tasks=" << spec.tasks.size()
             << " cluster=" << Esc(cluster.name()) << " agent=" << Esc(agent_id);
   {
+    // The rendered jobs are in the store now; the window reads them back from there.
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < inv.tasks.size(); ++i) {
-      v1::SubmitTask& s = inv.tasks[i].submit;
-      const std::string task_id = s.task_id();
-      PutSecrets(secrets[i], s);
-      Undelivered& held = undelivered_[agent_id][task_id];
-      held = {std::move(secrets[i]), now + options_.agent_wait};
-      v1::Command cmd;
-      *cmd.mutable_submit_task() = std::move(s);
-      held.sent =
-          SendCommand(agent_id, std::move(cmd), {agent_id, task_id, CommandKind::kSubmit, nullptr});
+      Undelivered& held = undelivered_[agent_id][inv.tasks[i].task.id()];
+      held = {.secrets = std::move(secrets[i]), .deadline = now + options_.agent_wait};
+      QueueSubmitLocked(agent_id, inv.tasks[i].task.id(), held);
     }
   }
   std::vector<StoredTask>().swap(inv.tasks);
+  PumpSubmits(agent_id);
   NotifyListeners();
   v1::SubmitInvocationResponse out;
   ASSIGN_OR_RETURN(*out.mutable_invocation(), store_->GetInvocation(id, {}));
@@ -497,12 +589,13 @@ absl::StatusOr<v1::CancelInvocationResponse> ControllerCore::Cancel(const Caller
     bool undelivered = false;
     {
       absl::MutexLock lock(&mu_);
-      // Never written to the agent's stream (it has been disconnected since the submission):
-      // nothing runs anywhere. A SubmitTask already sent may be with the agent, even when it has
-      // not answered yet: then the agent cancels it, like any task it holds.
+      // Never written to an agent's stream (waiting for the window, or the agent has been away
+      // since the submission): nothing runs anywhere. A SubmitTask already sent may be with the
+      // agent, even when it has not answered yet: then the agent cancels it, like any task it
+      // holds.
       auto& pending = undelivered_[t.agent_id];
       if (auto it = pending.find(t.task.id());
-          !t.accepted && it != pending.end() && !it->second.sent) {
+          !t.accepted && it != pending.end() && !it->second.ever_sent) {
         pending.erase(it);
         undelivered = true;
       }
@@ -525,9 +618,16 @@ absl::StatusOr<v1::CancelInvocationResponse> ControllerCore::Cancel(const Caller
     if (undelivered) metrics_->TaskFinished(v1::TASK_STATE_CANCELLED, EndReason::kRequested);
     if (!undelivered) {
       absl::MutexLock lock(&mu_);
-      v1::Command cmd;
-      cmd.mutable_cancel_task()->set_task_id(t.task.id());
-      SendCommand(t.agent_id, std::move(cmd), {t.agent_id, t.task.id(), CommandKind::kCancel, nullptr});
+      auto& pending = undelivered_[t.agent_id];
+      if (auto it = pending.find(t.task.id()); it != pending.end() && !it->second.on_stream) {
+        // Behind the SubmitTask that is still to be (re)sent on this stream.
+        it->second.cancel_after = true;
+      } else {
+        v1::Command cmd;
+        cmd.mutable_cancel_task()->set_task_id(t.task.id());
+        SendCommand(t.agent_id, std::move(cmd),
+                    {t.agent_id, t.task.id(), CommandKind::kCancel, nullptr});
+      }
     }
     *out.add_tasks() = t.task;
   }
@@ -715,7 +815,6 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
   // controller restart (their secrets are gone: those with secrets fail), then pending cancels.
   ASSIGN_OR_RETURN(std::vector<StoredTask> unaccepted, store_->UnacceptedTasks(reg.agent_id()));
   ASSIGN_OR_RETURN(std::vector<StoredTask> cancelling, store_->CancellingTasks(reg.agent_id()));
-  std::vector<StoredTask> lost_secrets;
   std::vector<LogCallback> failed_reads;
   {
     absl::MutexLock lock(&mu_);
@@ -739,42 +838,39 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
       if (it->second.log_done) failed_reads.push_back(std::move(it->second.log_done));
       it = pending_.erase(it);
     }
+    // Every task the agent has not confirmed goes through the window again, in the store's
+    // order, then those held for a submission the store read may not have seen yet.
     auto& held = undelivered_[reg.agent_id()];
+    a.submit_queue.clear();
+    a.submits_on_stream = 0;
+    for (auto& [task_id, u] : held) u.queued = u.on_stream = false;
     for (const StoredTask& t : unaccepted) {
       if (IsTerminal(t.task.state())) continue;
-      v1::Command cmd;
-      Undelivered* undelivered = nullptr;
-      if (auto h = held.find(t.task.id()); h != held.end()) {
-        undelivered = &h->second;
-        *cmd.mutable_submit_task() = t.submit;
-        PutSecrets(h->second.secrets, *cmd.mutable_submit_task());
-      } else {
-        bool has_secret = false;
-        for (const v1::EnvVar& v : t.submit.job().env()) has_secret |= v.secret();
-        if (has_secret) {
-          lost_secrets.push_back(t);
-          continue;
-        }
-        *cmd.mutable_submit_task() = t.submit;
+      auto h = held.find(t.task.id());
+      if (h == held.end()) {
+        // From before a controller restart: no secret values are held for it. The window fails
+        // it if its job needs some.
+        h = held.emplace(t.task.id(), Undelivered{.deadline = clock_->Now() + options_.agent_wait})
+                .first;
       }
-      const bool sent = SendCommand(reg.agent_id(), std::move(cmd),
-                                    {reg.agent_id(), t.task.id(), CommandKind::kSubmit, nullptr});
-      if (undelivered != nullptr) undelivered->sent |= sent;
+      QueueSubmitLocked(reg.agent_id(), t.task.id(), h->second);
     }
+    for (auto& [task_id, u] : held) QueueSubmitLocked(reg.agent_id(), task_id, u);
     for (const StoredTask& t : cancelling) {
+      if (auto h = held.find(t.task.id()); h != held.end()) {
+        h->second.cancel_after = true;  // behind its SubmitTask
+        continue;
+      }
       v1::Command cmd;
       cmd.mutable_cancel_task()->set_task_id(t.task.id());
       SendCommand(reg.agent_id(), std::move(cmd),
                   {reg.agent_id(), t.task.id(), CommandKind::kCancel, nullptr});
     }
   }
+  unaccepted.clear();
+  unaccepted.shrink_to_fit();
   for (auto& done : failed_reads) done(absl::UnavailableError("the agent reconnected; read again"));
-  for (StoredTask& t : lost_secrets) {
-    (void)FailTask(std::move(t),
-                   "the controller restarted before the cluster's agent took the task, and the "
-                   "task's secret values are never stored; submit the invocation again",
-                   EndReason::kNotDelivered);
-  }
+  PumpSubmits(reg.agent_id());
   LOG(INFO) << "agent=" << Esc(reg.agent_id()) << " cluster=" << Esc(reg.cluster())
             << " user=" << Esc(reg.unix_user()) << " version=" << Esc(reg.version())
             << " connected; last applied event " << last_applied;
@@ -915,10 +1011,13 @@ void ControllerCore::AgentCommandResult(const std::string& agent_id,
     if (it == pending_.end() || it->second.agent_id != agent_id) return;
     pending = std::move(it->second);
     pending_.erase(it);
-    if (pending.kind == CommandKind::kSubmit && result.code() == 0) {
+    if (pending.kind == CommandKind::kSubmit) {
+      --agents_[agent_id].submits_on_stream;
+      // Taken (or refused, and failed below): its secrets need not be held any longer.
       undelivered_[agent_id].erase(pending.task_id);
     }
   }
+  if (pending.kind == CommandKind::kSubmit) PumpSubmits(agent_id);
   absl::Status status = result.code() == 0
                             ? absl::OkStatus()
                             : absl::Status(static_cast<absl::StatusCode>(result.code()),
@@ -987,8 +1086,12 @@ void ControllerCore::AgentDisconnected(const std::string& agent_id, AgentLink* l
 void ControllerCore::Tick() {
   const absl::Time now = clock_->Now();
   std::vector<std::pair<std::string, std::string>> expired;  // (agent, task)
+  std::vector<std::string> connected_agents;
   {
     absl::MutexLock lock(&mu_);
+    for (const auto& [agent_id, a] : agents_) {
+      if (a.link != nullptr && !a.submit_queue.empty()) connected_agents.push_back(agent_id);
+    }
     for (auto& [agent_id, held] : undelivered_) {
       auto a = agents_.find(agent_id);
       bool connected = a != agents_.end() && a->second.link != nullptr;
@@ -1016,6 +1119,7 @@ void ControllerCore::Tick() {
                                 "; the task was never submitted. Submit it again"),
                    EndReason::kNotDelivered);
   }
+  for (const std::string& agent_id : connected_agents) PumpSubmits(agent_id);
 }
 
 }  // namespace evalctl::controller

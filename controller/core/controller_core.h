@@ -8,9 +8,21 @@
 // Secrets: values from the user's environment reach the agent inside SubmitTask and are held in
 // memory only until the agent confirms it journaled the task. The Store never sees them.
 //
+// Submissions flow to an agent through a window: at most `submit_window` SubmitTasks are on its
+// stream without an answer. The others wait as task ids (with their secrets) and are read back
+// from the Store when the window has room, so a 10,000-task invocation never holds 10,000
+// rendered jobs in memory, and the lock is never held for more than a window's worth of
+// messages. Cancels keep their order behind the SubmitTask of the same task.
+//
+// Locks: `mu_` guards the agents, the held tasks, the windows and the pending commands;
+// `apply_mu_` serialises event application (taken before `mu_`, never after); `listeners_mu_`
+// is a leaf. The window's store reads happen outside `mu_`; sends to an agent's link happen under
+// it (AgentLink::Send serialises and queues, never blocks), at most a window's worth at a time.
+//
 // Thread-safe. Calls may do disk I/O (SQLite): the gRPC layer runs them on a worker pool.
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -49,6 +61,8 @@ struct ControllerOptions {
   int heartbeat_interval_seconds = 15;
   // Agent events applied per store transaction.
   int max_events_per_batch = 1000;
+  // SubmitTasks on an agent's stream without an answer, at most.
+  int submit_window = 256;
 };
 
 class ControllerCore {
@@ -111,7 +125,8 @@ class ControllerCore {
   void AgentCommandResult(const std::string& agent_id, const v1::CommandResult& result);
   void AgentDisconnected(const std::string& agent_id, AgentLink* link);
 
-  // Periodic housekeeping: fails tasks whose agent did not come back within agent_wait.
+  // Periodic housekeeping: fails tasks whose agent did not come back within agent_wait, and
+  // fills the submission windows.
   void Tick();
 
  private:
@@ -120,15 +135,29 @@ class ControllerCore {
     AgentLink* link = nullptr;
     uint64_t last_applied = 0;
     absl::Time disconnected_at = absl::InfiniteFuture();
+    // Tasks whose SubmitTask waits for room in the window, oldest first (an id whose
+    // Undelivered is no longer `queued` is skipped).
+    std::deque<std::string> submit_queue;
+    // SubmitTasks taken from the queue and being read back from the store, and those written to
+    // the current stream and not yet answered: together at most submit_window.
+    int submits_taken = 0;
+    int submits_on_stream = 0;
   };
   // A task not yet confirmed by its agent: the secret values of its SubmitTask, in the order of
-  // its env (the store has the rest), and how long it may wait for a disconnected agent.
+  // its env (the store has the rest; none for a task read back after a controller restart), and
+  // how long it may wait for a disconnected agent.
   struct Undelivered {
     std::vector<std::string> secrets;
     absl::Time deadline;
-    // Whether the SubmitTask was written to the agent's stream: then the agent may hold the task
-    // already, and only it can cancel it.
-    bool sent = false;
+    // A SubmitTask was written to one of the agent's streams: the agent may hold the task, and
+    // only it can cancel it.
+    bool ever_sent = false;
+    // Written to the current stream (a reconnect sends it again).
+    bool on_stream = false;
+    // In submit_queue, waiting for the window.
+    bool queued = false;
+    // A cancel that must follow the SubmitTask still to be (re)sent.
+    bool cancel_after = false;
   };
   enum class CommandKind { kSubmit, kCancel, kResume, kReadLog };
   struct PendingCommand {
@@ -149,6 +178,11 @@ class ControllerCore {
   // returns whether it was written.
   bool SendCommand(const std::string& agent_id, v1::Command command, PendingCommand pending)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the task's SubmitTask for the agent's window (once).
+  void QueueSubmitLocked(const std::string& agent_id, const std::string& task_id,
+                         Undelivered& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sends queued SubmitTasks while the agent's window has room, reading them from the store.
+  void PumpSubmits(const std::string& agent_id) ABSL_LOCKS_EXCLUDED(mu_);
   void NotifyListeners();
   absl::Status FailTask(StoredTask task, const std::string& reason, EndReason why);
   // Reports connected agents per cluster to metrics_.

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "controller/core/sqlite_store.h"
@@ -68,14 +69,41 @@ class ControllerCoreTest : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     Reopen();
   }
-  void Reopen() {
+  void Reopen(int submit_window = 256) {
     core_.reset();
     store_.reset();
     auto s = SqliteStore::Open(dir_ + "/controller.db");
     ASSERT_TRUE(s.ok()) << s.status();
     store_ = *std::move(s);
-    core_ = std::make_unique<ControllerCore>(ControllerOptions{.agent_wait = absl::Minutes(5)},
-                                             store_.get(), &clock_);
+    core_ = std::make_unique<ControllerCore>(
+        ControllerOptions{.agent_wait = absl::Minutes(5), .submit_window = submit_window},
+        store_.get(), &clock_);
+  }
+  // The agent's answer to a command.
+  void Answer(const v1::Command& command, absl::StatusCode code = absl::StatusCode::kOk) {
+    v1::CommandResult result;
+    result.set_command_id(command.command_id());
+    result.set_code(static_cast<int>(code));
+    core_->AgentCommandResult("agent-a", result);
+  }
+  // "submit <task>" and "cancel <task>" for each command the link got, in order.
+  static std::vector<std::string> Order(const RecordingLink& link) {
+    std::vector<std::string> order;
+    for (const v1::ControllerMessage& m : link.sent) {
+      if (m.command().has_submit_task()) {
+        order.push_back("submit " + m.command().submit_task().task_id());
+      }
+      if (m.command().has_cancel_task()) {
+        order.push_back("cancel " + m.command().cancel_task().task_id());
+      }
+    }
+    return order;
+  }
+  // kConfig with `n` tasks.
+  static std::string ConfigWithTasks(int n) {
+    std::string yaml(kConfig, std::string(kConfig).find("    - name: one"));
+    for (int i = 0; i < n; ++i) absl::StrAppend(&yaml, "    - name: t", i, "\n      command: echo\n");
+    return yaml;
   }
   v1::Registered Connect(RecordingLink& link, const std::string& agent_id = "agent-a") {
     v1::Register reg;
@@ -251,6 +279,70 @@ TEST_F(ControllerCoreTest, CancelBeforeDeliveryAndAfter) {
   EXPECT_TRUE(core_->GetTask(alice_, t0)->cancel_requested());
   EXPECT_TRUE(core_->GetTask(alice_, t1)->cancel_requested());
   EXPECT_EQ(core_->GetTask(alice_, t1)->state(), v1::TASK_STATE_PENDING);
+}
+
+// A large submission goes to the agent a window at a time: each answer lets the next task out,
+// with its secrets; a task still waiting for the window is cancelled at the controller alone.
+TEST_F(ControllerCoreTest, SubmissionsFlowThroughABoundedWindow) {
+  Reopen(/*submit_window=*/3);
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1", ConfigWithTasks(8));
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto id = [&](int i) { return r->invocation().tasks(i).id(); };
+  EXPECT_THAT(Order(link), ElementsAre("submit " + id(0), "submit " + id(1), "submit " + id(2)));
+
+  Answer(link.Commands(v1::Command::kSubmitTask)[0]);
+  ASSERT_EQ(link.Commands(v1::Command::kSubmitTask).size(), 4u);
+  const v1::SubmitTask fourth = link.Commands(v1::Command::kSubmitTask)[3].submit_task();
+  EXPECT_EQ(fourth.task_id(), id(3));
+  bool secret = false;
+  for (const auto& v : fourth.job().env()) secret |= v.value() == "tok_SECRET_value_42";
+  EXPECT_TRUE(secret) << "a task read back from the store gets its secrets again";
+
+  // Tasks 4-7 never left the controller: cancelled at once. Tasks 1-3 are on the stream: the
+  // agent cancels them, after their SubmitTask.
+  link.sent.clear();
+  auto c = core_->Cancel(alice_, r->invocation().id());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_THAT(Order(link), ElementsAre("cancel " + id(0), "cancel " + id(1), "cancel " + id(2),
+                                       "cancel " + id(3)));
+  for (int i = 4; i < 8; ++i) {
+    EXPECT_EQ(core_->GetTask(alice_, id(i))->state(), v1::TASK_STATE_CANCELLED) << i;
+  }
+  for (const v1::Command& cmd : link.Commands(v1::Command::kCancelTask)) Answer(cmd);
+  for (const v1::Command& cmd : link.Commands(v1::Command::kSubmitTask)) Answer(cmd);
+  EXPECT_THAT(link.Commands(v1::Command::kSubmitTask), IsEmpty());
+}
+
+// After a reconnect every unconfirmed task goes through the window again, and a cancel that
+// arrives meanwhile follows its task's SubmitTask.
+TEST_F(ControllerCoreTest, AReconnectRefillsTheWindowAndKeepsCancelsBehindSubmits) {
+  Reopen(/*submit_window=*/2);
+  RecordingLink link;
+  Connect(link);
+  auto r = Submit("req-1", ConfigWithTasks(4));
+  ASSERT_TRUE(r.ok()) << r.status();
+  auto id = [&](int i) { return r->invocation().tasks(i).id(); };
+  ASSERT_EQ(link.Commands(v1::Command::kSubmitTask).size(), 2u);
+  core_->AgentDisconnected("agent-a", &link);
+
+  RecordingLink again;
+  Connect(again);
+  EXPECT_THAT(Order(again), ElementsAre("submit " + id(0), "submit " + id(1)));
+  // Tasks 0 and 1 went out on both streams: the agent may have them, so their cancels go to it.
+  // Tasks 2 and 3 never went out: cancelled here.
+  ASSERT_TRUE(core_->Cancel(alice_, r->invocation().id()).ok());
+  EXPECT_THAT(Order(again), ElementsAre("submit " + id(0), "submit " + id(1), "cancel " + id(0),
+                                        "cancel " + id(1)));
+  EXPECT_EQ(core_->GetTask(alice_, id(3))->state(), v1::TASK_STATE_CANCELLED);
+
+  // Dropped again before any answer: the cancels wait behind the SubmitTasks sent anew.
+  core_->AgentDisconnected("agent-a", &again);
+  RecordingLink third;
+  Connect(third);
+  EXPECT_THAT(Order(third), ElementsAre("submit " + id(0), "cancel " + id(0), "submit " + id(1),
+                                        "cancel " + id(1)));
 }
 
 // Tasks submitted while their agent is away were never written to its stream: a cancel ends them

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   std::string state_dir = "/var/lib/evalctl-controller";
   bool insecure = false;
   int agent_wait_s = 600;
+  int submit_window = 256;
   int workers = 8;
   std::string metrics_listen;
   std::string tls_cert, tls_key, tls_client_ca, admin_token_file, admin_user = "admin";
@@ -76,6 +77,11 @@ int main(int argc, char** argv) {
   app.add_option("--agent-wait", agent_wait_s,
                  "Seconds tasks wait for a disconnected agent before they fail")
       ->capture_default_str();
+  app.add_option("--agent-submit-window", submit_window,
+                 "Tasks sent to an agent and not yet answered, at most; the others wait in the "
+                 "store (bounds the controller's memory during large submissions)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   app.add_option("--workers", workers, "Worker threads for request handling")->capture_default_str();
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port to serve Prometheus /metrics on over HTTP (host defaults to "
@@ -125,7 +131,8 @@ int main(int argc, char** argv) {
   }
   evalctl::RealClock clock;
   evalctl::controller::ControllerCore core(
-      {.agent_wait = absl::Seconds(agent_wait_s)}, store->get(), &clock, &metrics);
+      {.agent_wait = absl::Seconds(agent_wait_s), .submit_window = submit_window}, store->get(),
+      &clock, &metrics);
   evalctl::ThreadPool pool(workers, "ctl-worker");
 
   // Identity: bearer tokens with TLS, or nobody checked in the loopback-only insecure mode.
