@@ -1005,6 +1005,7 @@ void ControllerCore::AgentHeartbeat(const std::string& agent_id, const v1::Heart
 void ControllerCore::AgentCommandResult(const std::string& agent_id,
                                         const v1::CommandResult& result) {
   PendingCommand pending;
+  bool refill = false;
   {
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(result.command_id());
@@ -1012,12 +1013,17 @@ void ControllerCore::AgentCommandResult(const std::string& agent_id,
     pending = std::move(it->second);
     pending_.erase(it);
     if (pending.kind == CommandKind::kSubmit) {
-      --agents_[agent_id].submits_on_stream;
+      AgentState& agent = agents_[agent_id];
+      --agent.submits_on_stream;
       // Taken (or refused, and failed below): its secrets need not be held any longer.
       undelivered_[agent_id].erase(pending.task_id);
+      // The window refills once half of it has been answered: the store is read in runs of at
+      // least half a window, not a task at a time.
+      refill = !agent.submit_queue.empty() &&
+               2 * (agent.submits_on_stream + agent.submits_taken) <= options_.submit_window;
     }
   }
-  if (pending.kind == CommandKind::kSubmit) PumpSubmits(agent_id);
+  if (refill) PumpSubmits(agent_id);
   absl::Status status = result.code() == 0
                             ? absl::OkStatus()
                             : absl::Status(static_cast<absl::StatusCode>(result.code()),
