@@ -79,6 +79,7 @@ class Run {
     RunOutcome outcome;
     outcome.exit_code = exit_code;
     outcome.message = std::move(message);
+    absl::MutexLock lock(&mu_);
     outcome.stats = stats_;
     return outcome;
   }

@@ -128,6 +128,7 @@ absl::StatusOr<std::vector<v1::AgentEvent>> Journal::Commit(
   uint64_t next = last_sequence_;
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   absl::Status s = db_->Transaction([&]() -> absl::Status {
+    mu_.AssertHeld();
     ASSIGN_OR_RETURN(auto put, db_->Prepare(
         "INSERT OR REPLACE INTO tasks (task_id, submit, status) VALUES (?, ?, ?)"));
     for (const JournaledTask& t : tasks) {
@@ -157,6 +158,7 @@ absl::Status Journal::PutSecrets(const std::string& task_id,
                                  const std::map<std::string, std::string>& values) {
   absl::MutexLock lock(&mu_);
   return secrets_->Transaction([&]() -> absl::Status {
+    mu_.AssertHeld();
     ASSIGN_OR_RETURN(auto put, secrets_->Prepare(
         "INSERT OR REPLACE INTO secrets (task_id, name, value) VALUES (?, ?, ?)"));
     for (const auto& [name, value] : values) {
@@ -225,6 +227,7 @@ absl::Status Journal::Ack(uint64_t sequence) {
                                                    " beyond the last event ", last_sequence_));
   }
   absl::Status s = db_->Transaction([&]() -> absl::Status {
+    mu_.AssertHeld();
     ASSIGN_OR_RETURN(auto del, db_->Prepare("DELETE FROM outbox WHERE sequence <= ?"));
     RETURN_IF_ERROR(del.Bind(1, sequence).Run());
     return SetMeta("acked_sequence", std::to_string(sequence));

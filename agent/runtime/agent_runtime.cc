@@ -57,7 +57,6 @@ TaskManagerOptions WithMetrics(TaskManagerOptions options, AgentMetrics* metrics
 AgentRuntime::AgentRuntime(AgentOptions options, SlurmClient* slurm, Journal* journal, Clock* clock,
                            AgentMetrics* metrics)
     : options_(std::move(options)),
-      slurm_(slurm),
       journal_(journal),
       clock_(clock),
       metrics_(metrics),

@@ -93,7 +93,6 @@ class AgentRuntime {
   void StoreCredential(const std::string& credential);
 
   AgentOptions options_;
-  SlurmClient* slurm_;
   Journal* journal_;
   Clock* clock_;
   AgentMetrics* metrics_;

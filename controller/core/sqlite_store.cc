@@ -177,6 +177,7 @@ absl::Status SqliteStore::Migrate() {
   }
   for (int v = version; v < kSchemaVersion; ++v) {
     RETURN_IF_ERROR(db_->Transaction([&]() -> absl::Status {
+      mu_.AssertHeld();
       RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
       if (v + 1 == 3) RETURN_IF_ERROR(FillBriefs());
       ASSIGN_OR_RETURN(auto st, db_->Prepare(
@@ -273,6 +274,7 @@ absl::Status SqliteStore::CreateInvocation(const NewInvocation& inv) {
   absl::MutexLock lock(&mu_);
   const uint64_t seq_before = last_event_sequence_;
   absl::Status s = Write("create_invocation", [&]() -> absl::Status {
+    mu_.AssertHeld();
     ASSIGN_OR_RETURN(SqliteStatement * st, Statement(
         "INSERT INTO invocations (id, owner, request_id, created_ms, data) VALUES (?, ?, ?, ?, ?)"));
     ResetOnExit reset(st);
@@ -537,6 +539,7 @@ absl::StatusOr<uint64_t> SqliteStore::UpdateTask(const StoredTask& task,
   const uint64_t seq_before = last_event_sequence_;
   uint64_t seq = 0;
   absl::Status s = Write("update_task", [&]() -> absl::Status {
+    mu_.AssertHeld();
     RETURN_IF_ERROR(PutTaskStatus(task));
     if (event != nullptr) {
       ASSIGN_OR_RETURN(seq, AppendEvent(task.task.invocation_id(), *event));
@@ -557,6 +560,7 @@ absl::StatusOr<std::vector<uint64_t>> SqliteStore::ApplyAgentEvents(
   const uint64_t seq_before = last_event_sequence_;
   std::vector<uint64_t> seqs;
   absl::Status s = Write("apply_agent_events", [&]() -> absl::Status {
+    mu_.AssertHeld();
     // A task with several events in the batch is written once, with its last state (the events
     // arrive in order and each carries the task as it was after it).
     std::map<std::string, const StoredTask*> last;
@@ -617,6 +621,7 @@ uint64_t SqliteStore::last_event_sequence() {
 absl::Status SqliteStore::UpsertAgent(const v1::Cluster& cluster) {
   absl::MutexLock lock(&mu_);
   return Write("upsert_agent", [&]() -> absl::Status {
+    mu_.AssertHeld();
     ASSIGN_OR_RETURN(SqliteStatement * st,
                      Statement("INSERT INTO agents (agent_id, cluster) VALUES (?, ?) "
                                "ON CONFLICT (agent_id) DO UPDATE SET cluster = excluded.cluster"));

@@ -325,6 +325,7 @@ absl::StatusOr<IssuedToken> TokenAuthority::Enroll(const Principal& enrollment,
   absl::MutexLock lock(&mu_);
   absl::StatusOr<IssuedToken> issued;
   absl::Status s = db_->Transaction([&]() -> absl::Status {
+    mu_.AssertHeld();
     ASSIGN_OR_RETURN(SqliteStatement use,
                      db_->Prepare("UPDATE tokens SET used = 1 WHERE token_id = ? AND kind = 1 "
                                   "AND used = 0 AND revoked = 0"));

@@ -195,7 +195,11 @@ class SimulatedAgent {
     wanted_commands_ = n;
     mu_.AwaitWithTimeout(
         absl::Condition(
-            +[](SimulatedAgent* a) { return a->commands_.size() >= a->wanted_commands_; }, this),
+            +[](SimulatedAgent* a) {
+              a->mu_.AssertHeld();  // conditions run under the mutex
+              return a->commands_.size() >= a->wanted_commands_;
+            },
+            this),
         timeout);
     std::vector<Received> out;
     out.swap(commands_);
@@ -207,7 +211,12 @@ class SimulatedAgent {
     absl::MutexLock lock(&mu_);
     wanted_ack_ = sequence;
     return mu_.AwaitWithTimeout(
-        absl::Condition(+[](SimulatedAgent* a) { return a->acked_ >= a->wanted_ack_; }, this),
+        absl::Condition(
+            +[](SimulatedAgent* a) {
+              a->mu_.AssertHeld();
+              return a->acked_ >= a->wanted_ack_;
+            },
+            this),
         timeout);
   }
 

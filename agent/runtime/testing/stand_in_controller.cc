@@ -45,7 +45,13 @@ grpc::Status StandInController::Connect(
 bool StandInController::WaitConnected(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
   return mu_.AwaitWithTimeout(
-      absl::Condition(+[](StandInController* c) { return c->stream_ != nullptr; }, this), timeout);
+      absl::Condition(
+          +[](StandInController* c) {
+            c->mu_.AssertHeld();  // conditions run under the mutex
+            return c->stream_ != nullptr;
+          },
+          this),
+      timeout);
 }
 
 std::vector<uint64_t> StandInController::Send(const std::vector<v1::Command>& commands) {
