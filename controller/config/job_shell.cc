@@ -2,7 +2,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "common/run_layout.h"
+#include "controller/config/render.h"
 
 namespace evalctl::config {
 
@@ -15,6 +17,20 @@ std::string ResolveJobTokens(absl::string_view text) {
              {"@EXIT_TIMEOUT@", absl::StrCat(layout::kExitEndpointTimeout)},
              {"@EXIT_INTERRUPTED@", absl::StrCat(layout::kExitInterrupted)},
              {"@EXIT_OUT_OF_RANGE@", absl::StrCat(layout::kExitEvalCodeOutOfRange)}});
+}
+
+std::string JobShellBlock(bool deploy) {
+  std::string out;
+  // The drivers go into a variable each, without their file's final newline.
+  if (deploy) {
+    absl::StrAppend(
+        &out, "EVALCTL_SERVER_DRIVER=", ShellQuote(absl::StripSuffix(ServerDriver(), "\n")), "\n");
+  }
+  absl::StrAppend(&out, "EVALCTL_EVAL_DRIVER=", ShellQuote(absl::StripSuffix(EvalDriver(), "\n")),
+                  "\n\n", ResolveJobTokens(JobLibrary()));
+  if (deploy) absl::StrAppend(&out, "\n", ResolveJobTokens(JobDeployLibrary()));
+  absl::StrAppend(&out, "\n");
+  return out;
 }
 
 }  // namespace evalctl::config

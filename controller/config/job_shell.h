@@ -28,4 +28,8 @@ absl::string_view EvalDriver();
 // (the job's exit codes), from common/run_layout.h.
 std::string ResolveJobTokens(absl::string_view text);
 
+// What a rendered script holds of this code, as one block: the drivers in EVALCTL_SERVER_DRIVER
+// (with a deployment) and EVALCTL_EVAL_DRIVER, then the libraries, tokens resolved.
+std::string JobShellBlock(bool deploy);
+
 }  // namespace evalctl::config

@@ -801,16 +801,7 @@ void AppendPreamble(const JobPlan& plan, std::string* out) {
       "EVALCTL_WARNED=0\n"
       "EVALCTL_TORN_DOWN=0\n"
       "EVALCTL_JOB_EXIT=0\n");
-  // The drivers go into a variable each, without their file's final newline.
-  if (plan.deploy) {
-    absl::StrAppend(out, "EVALCTL_SERVER_DRIVER=",
-                    ShellQuote(absl::StripSuffix(ServerDriver(), "\n")), "\n");
-  }
-  absl::StrAppend(out, "EVALCTL_EVAL_DRIVER=", ShellQuote(absl::StripSuffix(EvalDriver(), "\n")),
-                  "\n\n");
-  absl::StrAppend(out, ResolveJobTokens(JobLibrary()));
-  if (plan.deploy) absl::StrAppend(out, "\n", ResolveJobTokens(JobDeployLibrary()));
-  absl::StrAppend(out, "\n");
+  absl::StrAppend(out, JobShellBlock(plan.deploy));
 
   // Setup.
   absl::StrAppend(out,
