@@ -1193,8 +1193,13 @@ TEST(RunScriptTest, Usr1IsForwardedToTheEvaluation) {
 }
 
 TEST(RunScriptTest, TermInterruptsAndTearsDown) {
-  // The harness asks the batch shell for TERM (as Slurm would send it) while its child runs.
-  LocalRun run = RunLocally("term", LocalSpec("sleep 20 &\nkill -TERM \"$PPID\"\nwait $!"));
+  // The harness asks the batch shell for TERM (as Slurm would send it) while its child runs. It
+  // asks only once the child is `sleep`: a signal that reaches a forked bash before it has reset
+  // its inherited traps and exec'd is lost (the harness's race, not the script's).
+  LocalRun run = RunLocally(
+      "term", LocalSpec("sleep 20 &\n"
+                        "until [[ \"$(cat /proc/$!/comm 2>/dev/null)\" == sleep ]]; do :; done\n"
+                        "kill -TERM \"$PPID\"\nwait $!"));
   ASSERT_FALSE(run.run_dir.empty());
   EXPECT_EQ(run.result.exit_code, kExitInterrupted) << Diagnostics(run);
   EXPECT_EQ(run.File(kPhaseFile), "finished\n");
