@@ -1,10 +1,12 @@
 #include "common/files.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 
@@ -56,5 +58,38 @@ absl::Status WritePrivateFile(const std::string& path, absl::string_view data) {
   }
   return absl::OkStatus();
 }
+
+absl::StatusOr<std::unique_ptr<FileLock>> FileLock::Acquire(const std::string& path,
+                                                            absl::string_view what, bool wait) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot open the lock file ", path, ": ", std::strerror(errno)));
+  }
+  int rc;
+  while ((rc = ::flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {
+  }
+  if (rc != 0) {
+    const int err = errno;
+    char buf[32] = {};
+    const ssize_t n = ::pread(fd, buf, sizeof(buf) - 1, 0);
+    ::close(fd);
+    if (err == EWOULDBLOCK) {
+      const std::string holder(absl::StripAsciiWhitespace(absl::string_view(buf, n > 0 ? n : 0)));
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, " is in use by another process",
+                       holder.empty() ? "" : absl::StrCat(" (pid ", holder, ")"), "; its lock is ",
+                       path));
+    }
+    return absl::InternalError(absl::StrCat("flock ", path, ": ", std::strerror(err)));
+  }
+  const std::string pid = absl::StrCat(::getpid(), "\n");
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock holds all the same; only a refusal's message lacks the pid.
+  }
+  return std::unique_ptr<FileLock>(new FileLock(fd));
+}
+
+FileLock::~FileLock() { ::close(fd_); }
 
 }  // namespace evalctl

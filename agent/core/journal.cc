@@ -36,9 +36,17 @@ absl::Status EnsurePrivateDir(const std::string& dir) {
 
 absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir) {
   RETURN_IF_ERROR(EnsurePrivateDir(state_dir));
+  auto lock = FileLock::Acquire(state_dir + "/lock", "the agent state directory " + state_dir);
+  if (absl::IsFailedPrecondition(lock.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        lock.status().message(),
+        ". A journal has one writer: stop the other evalctl-agent, or give this one another "
+        "--state-dir"));
+  }
+  RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(auto db, SqliteDb::Open(state_dir + "/journal.db", {.create_mode = 0600}));
   ASSIGN_OR_RETURN(auto secrets, SqliteDb::Open(state_dir + "/secrets.db", {.create_mode = 0600}));
-  std::unique_ptr<Journal> j(new Journal(std::move(db), std::move(secrets)));
+  std::unique_ptr<Journal> j(new Journal(*std::move(lock), std::move(db), std::move(secrets)));
   RETURN_IF_ERROR(j->Init());
   return j;
 }

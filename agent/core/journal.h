@@ -7,7 +7,10 @@
 //               for the controller, and nothing else.
 //
 // Every state change and the events it produces are committed in one SQLite transaction, so a
-// crash never loses an event or reports one that did not happen.
+// crash never loses an event or reports one that did not happen. One Journal at a time uses a
+// state directory: Open takes an exclusive lock on its `lock` file (holding the pid), and a
+// second Open (a second agent on a shared $HOME, a second install) is refused with the holder's
+// pid, so two agents never share a journal and its outbox.
 //
 //   ASSIGN_OR_RETURN(auto journal, Journal::Open("/var/lib/evalctl-agent"));
 //   RETURN_IF_ERROR(journal->Commit({task}, {event}));
@@ -23,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/files.h"
 #include "common/sqlite.h"
 #include "evalctl/v1/agent_service.pb.h"
 
@@ -73,12 +77,14 @@ class Journal {
   absl::Time oldest_unacked() const;
 
  private:
-  Journal(std::unique_ptr<SqliteDb> db, std::unique_ptr<SqliteDb> secrets)
-      : db_(std::move(db)), secrets_(std::move(secrets)) {}
+  Journal(std::unique_ptr<FileLock> lock, std::unique_ptr<SqliteDb> db,
+          std::unique_ptr<SqliteDb> secrets)
+      : lock_(std::move(lock)), db_(std::move(db)), secrets_(std::move(secrets)) {}
   absl::Status Init();
   absl::Status SetMeta(const std::string& key, const std::string& value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  std::unique_ptr<FileLock> lock_;  // released last, after the databases are closed
   mutable absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<SqliteDb> secrets_ ABSL_GUARDED_BY(mu_);

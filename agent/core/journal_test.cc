@@ -1,15 +1,19 @@
 #include "agent/core/journal.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "common/sqlite.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace evalctl::agent {
 namespace {
+
+using ::testing::HasSubstr;
 
 std::string FreshDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/journal_test_" + std::to_string(::getpid()) + "_" + name;
@@ -36,6 +40,23 @@ TEST(JournalTest, StateDirAndFilesArePrivate) {
     EXPECT_EQ(st.st_mode & 0777, 0600u) << f;
   }
   EXPECT_FALSE((*j)->agent_id().empty());
+}
+
+// A second journal on the same state directory (a second agent) is refused with the holder's
+// pid; once the first is closed, the directory opens again.
+TEST(JournalTest, OneJournalAtATimePerStateDirectory) {
+  std::string dir = FreshDir("lock");
+  auto first = Journal::Open(dir);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto second = Journal::Open(dir);
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(second.status().message(),
+              HasSubstr(absl::StrCat("the agent state directory ", dir,
+                                     " is in use by another process (pid ", ::getpid(), ")")));
+  EXPECT_THAT(second.status().message(), HasSubstr("another --state-dir"));
+  first->reset();
+  EXPECT_TRUE(Journal::Open(dir).ok());
 }
 
 TEST(JournalTest, CommitSequencesSurviveReopenAndAcks) {

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <pwd.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/files.h"
 #include "common/status_macros.h"
 #include "common/subprocess.h"
 
@@ -32,36 +32,12 @@ std::optional<TestAccount> Lookup(const std::string& name) {
   return TestAccount{.name = name, .uid = pw.pw_uid, .gid = pw.pw_gid, .home = pw.pw_dir};
 }
 
-// Holds an exclusive flock on `path` while alive.
-class FileLock {
- public:
-  explicit FileLock(const std::string& path)
-      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
-    if (fd_ >= 0) {
-      while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
-      }
-    }
-  }
-  ~FileLock() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileLock(const FileLock&) = delete;
-  FileLock& operator=(const FileLock&) = delete;
-  bool ok() const { return fd_ >= 0; }
-
- private:
-  int fd_;
-};
-
 absl::StatusOr<TestAccount> Create(const std::string& name) {
   std::error_code ec;
   std::filesystem::create_directories(kBase, ec);
   if (ec) return absl::InternalError(absl::StrCat("cannot create ", kBase, ": ", ec.message()));
-  FileLock lock(absl::StrCat(kBase, "/.lock"));
-  if (!lock.ok()) {
-    return absl::InternalError(
-        absl::StrCat("cannot lock ", kBase, "/.lock: ", std::strerror(errno)));
-  }
+  ASSIGN_OR_RETURN(auto lock, FileLock::Acquire(absl::StrCat(kBase, "/.lock"),
+                                                "the test accounts' lock", /*wait=*/true));
   if (auto found = Lookup(name)) return *found;  // another test created it meanwhile
   const std::string home = absl::StrCat(kBase, "/", name);
   // A system account with its own group; '*' is no password at all (key logins only), where

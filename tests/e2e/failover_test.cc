@@ -303,6 +303,26 @@ bool ProcessRuns(int pid) {
   return stat >> id >> comm >> state && state != "Z" && state != "X";
 }
 
+// A second agent on the same state directory (a shared $HOME, a second install) refuses to start,
+// naming the one that holds it; the first goes on and runs jobs.
+TEST_F(E2eTest, SecondAgentOnTheSameStateDirectoryRefusesToStart) {
+  auto second = env_.RunSecondAgent();
+  E2E_ASSERT_OK(second);
+  EXPECT_FALSE(second->timed_out) << "the second agent ran";
+  EXPECT_EQ(second->exit_code, 1) << second->stderr_data;
+  EXPECT_THAT(second->stderr_data,
+              HasSubstr(absl::StrCat("the agent state directory ", env_.agent_state_dir(),
+                                     " is in use by another process (pid ", env_.agent_pid(),
+                                     ")")));
+  RunConfig config;
+  config.tasks.push_back({.name = "first", .command = SucceedingCommand("first", 1)});
+  auto submitted = env_.Submit(config);
+  E2E_ASSERT_OK(submitted);
+  auto finished = env_.WaitFinished(submitted->id(), absl::Minutes(2));
+  E2E_ASSERT_OK(finished);
+  EXPECT_EQ(finished->tasks(0).state(), v1::TASK_STATE_SUCCEEDED) << finished->tasks(0).reason();
+}
+
 // The agent dies after it journaled the attempt but before sbatch reached Slurm: the sbatch dies
 // with it (it must not submit later, behind the restarted agent's back), and the restarted agent
 // finds no job of that name and submits it, once.

@@ -445,6 +445,15 @@ absl::Status E2eEnv::StartAgent(const std::vector<std::pair<std::string, std::st
   return WaitAgentConnected(absl::Seconds(30));
 }
 
+absl::StatusOr<SubprocessResult> E2eEnv::RunSecondAgent(absl::Duration timeout) {
+  std::vector<std::string> argv = {EVALCTL_AGENT_BIN};
+  argv.insert(argv.end(), agent_security_.begin(), agent_security_.end());
+  argv.insert(argv.end(), {"--controller", controller_address(), "--state-dir", agent_state_dir(),
+                           "--cluster", cluster_});
+  argv.insert(argv.end(), agent_flags_.begin(), agent_flags_.end());
+  return RunSubprocess({.argv = argv, .env = agent_env_, .timeout = timeout});
+}
+
 void E2eEnv::KillAgent() {
   if (agent_ != nullptr) agent_->Kill(SIGKILL);
 }

@@ -50,6 +50,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "clients/cpp/client.h"
+#include "common/subprocess.h"
 #include "evalctl/v1/eval_service.pb.h"
 #include "gtest/gtest.h"
 #include "tests/slurm/slurm_test_util.h"
@@ -163,6 +164,9 @@ class E2eEnv {
   absl::Status StartAgent(const std::vector<std::pair<std::string, std::string>>& env = {});
   void KillAgent();  // SIGKILL
   absl::Status RestartAgent() { return StartAgent(agent_env_); }
+  // Runs another evalctl-agent with this agent's flags and state directory until it exits (or,
+  // after `timeout`, kills it): what a second agent started on the same state directory does.
+  absl::StatusOr<SubprocessResult> RunSecondAgent(absl::Duration timeout = absl::Seconds(30));
   // The agent's flags after its connection and state flags, from the next StartAgent on. The
   // default tracks fast, for tests: {"--min-interval", "0.5", "--max-interval", "5"}.
   void set_agent_flags(std::vector<std::string> flags) { agent_flags_ = std::move(flags); }
