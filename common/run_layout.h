@@ -15,6 +15,10 @@
 //                                for the harness (EVALCTL_RUN_CONFIG names it)
 #pragma once
 
+#include <string>
+
+#include "absl/strings/string_view.h"
+
 namespace evalctl::layout {
 
 inline constexpr char kScriptFile[] = "run.sub";
@@ -27,6 +31,20 @@ inline constexpr char kRunConfigName[] = "nemo_evaluator_config.yaml";
 // Words written to kPhaseFile, in order.
 inline constexpr const char* kPhaseWords[] = {"starting",   "deploying", "waiting_for_endpoint",
                                               "evaluating", "finishing", "finished"};
+
+// A Slurm job name made of a safe alphabet: every byte outside [A-Za-z0-9._+-] becomes '_'. Job
+// names hold the user's execution.account, execution.subproject and task names; the agent passes
+// them to `squeue --name=` (a comma-separated list) and reads them from `sacct --parsable2`
+// (`|`-separated), so a comma or a bar in them would break every lookup of the agent.
+inline std::string SafeJobName(absl::string_view name) {
+  std::string out(name);
+  for (char& c : out) {
+    const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '+' || c == '-';
+    if (!safe) c = '_';
+  }
+  return out;
+}
 
 // Exit codes of the job. sacct 22.05 shows exit codes modulo 128, so all are below 128.
 //   0          the evaluation exited 0 (a shared job: every evaluation did)

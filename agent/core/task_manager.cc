@@ -123,7 +123,9 @@ v1::Attempt* TaskManager::Current(v1::Task& t) {
 }
 
 std::string TaskManager::JobName(const Entry& e, const v1::Attempt& a) const {
-  return absl::StrCat(e.journaled.submit.job().job_name_prefix(), ".", a.attempt_id());
+  // Safe whatever the controller sent: one bad name must not break the lookups of every task.
+  return layout::SafeJobName(
+      absl::StrCat(e.journaled.submit.job().job_name_prefix(), ".", a.attempt_id()));
 }
 
 std::vector<std::pair<std::string, std::string>> TaskManager::SbatchEnv(const Entry& e) const {

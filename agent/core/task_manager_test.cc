@@ -144,6 +144,23 @@ TEST_F(TaskManagerTest, PhaseFilesChangedSeesEachReplacementOnce) {
   EXPECT_FALSE(tm_->PhaseFilesChanged());
 }
 
+// Whatever bytes the job name prefix holds (a user's subproject with a comma or a bar), Slurm
+// gets a name from a safe alphabet: `squeue --name=` takes a comma-separated list and sacct's
+// output is `|`-separated.
+TEST_F(TaskManagerTest, JobNamesReachSlurmInASafeAlphabet) {
+  v1::SubmitTask odd = Task(0);
+  odd.mutable_job()->set_job_name_prefix("acct-a,b|c d\xff.task0");
+  ASSERT_TRUE(tm_->Accept(odd).ok());
+  ASSERT_TRUE(tm_->Accept(Task(1)).ok());
+  auto subs = slurm_->submissions();
+  ASSERT_EQ(subs.size(), 2u);
+  EXPECT_EQ(subs[0].request.job_name, "acct-a_b_c_d_.task0.0123456789abcdef.0.1");
+  EXPECT_EQ(subs[1].request.job_name, "acct-sub.task1.0123456789abcdef.1.1");
+  Step();
+  EXPECT_EQ(Get(0).state(), v1::TASK_STATE_RUNNING);
+  EXPECT_EQ(Get(1).state(), v1::TASK_STATE_RUNNING);
+}
+
 TEST_F(TaskManagerTest, SubmitTrackAndSucceed) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   v1::Task t = Get(0);

@@ -634,7 +634,6 @@ absl::Status CheckMountableRunDirs(const InvocationSpec& spec,
 // ---------------------------------------------------------------------------------------------
 // Script text. The fixed shell code is in job/*.sh (job_shell.h).
 
-
 // Printable for a `#` comment: no line breaks or other control characters.
 std::string CommentSafe(absl::string_view s) {
   std::string out(s);
@@ -769,9 +768,8 @@ void AppendPreamble(const JobPlan& plan, std::string* out) {
     // The model server's port; with deployment.port 0, derived from the job id so that jobs
     // sharing a node do not collide.
     absl::StrAppend(out, "export EVALCTL_SERVER_PORT=",
-                    plan.server_port != 0
-                        ? std::to_string(plan.server_port)
-                        : std::string("$((20000 + ${SLURM_JOB_ID:-$$} % 40000))"),
+                    plan.server_port != 0 ? std::to_string(plan.server_port)
+                                          : std::string("$((20000 + ${SLURM_JOB_ID:-$$} % 40000))"),
                     "\n");
   }
   // Run directories of the tasks of a shared job, and whether their evaluation has ended.
@@ -935,15 +933,15 @@ void AppendDeployment(const JobPlan& plan, std::string* out) {
                   "EVALCTL_READY_TIMEOUT=", plan.readiness_timeout, "\n",
                   "EVALCTL_READY_DEADLINE=$((SECONDS + EVALCTL_READY_TIMEOUT))\n");
   if (ex.num_instances == 1) {
-    absl::StrAppend(out, "evalctl_wait_ready ",
-                    "\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"", ShellQuote(plan.health_path),
-                    " || exit\n\n");
+    absl::StrAppend(out, "evalctl_wait_ready ", "\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"",
+                    ShellQuote(plan.health_path), " || exit\n\n");
     return;
   }
-  absl::StrAppend(
-      out, "evalctl_urls=()\n", "for evalctl_head in \"${EVALCTL_INSTANCE_HEADS[@]}\"; do\n",
-      "  evalctl_urls+=(\"http://${evalctl_head}:${EVALCTL_SERVER_PORT}\"", ShellQuote(plan.health_path),
-      ")\n", "done\n", "evalctl_wait_ready \"${evalctl_urls[@]}\" || exit\n\n");
+  absl::StrAppend(out, "evalctl_urls=()\n",
+                  "for evalctl_head in \"${EVALCTL_INSTANCE_HEADS[@]}\"; do\n",
+                  "  evalctl_urls+=(\"http://${evalctl_head}:${EVALCTL_SERVER_PORT}\"",
+                  ShellQuote(plan.health_path), ")\n", "done\n",
+                  "evalctl_wait_ready \"${evalctl_urls[@]}\" || exit\n\n");
 
   // Load balancer.
   const Execution::Proxy& proxy = ex.proxy;
@@ -1066,13 +1064,9 @@ absl::StatusOr<RenderedTaskJob> Render(JobPlan& plan, absl::string_view descript
   return job;
 }
 
+// Parts of the Slurm job name; any byte outside layout::SafeJobName's alphabet becomes '_' there.
 absl::Status CheckJobNamePart(absl::string_view key, absl::string_view value) {
-  RETURN_IF_ERROR(CheckLine(key, value));
-  if (absl::StrContains(value, '|')) {
-    // The agent reads sacct --parsable2 output, `|`-separated, job names included.
-    return Invalid(key, "must not contain `|` (it becomes part of the Slurm job name)");
-  }
-  return absl::OkStatus();
+  return CheckLine(key, value);
 }
 
 std::string Description(const JobPlan& plan) {
@@ -1117,9 +1111,9 @@ absl::StatusOr<RenderedTaskJob> RenderTaskJob(const InvocationSpec& spec, const 
   RETURN_IF_ERROR(PlanTask(task, "EVAL", plan.run_dir, &plan));
   std::string description =
       absl::StrCat(Description(plan), "# Task ", task.index, ": ", CommentSafe(task.name), "\n");
-  return Render(
-      plan, description,
-      absl::StrCat(spec.execution.account, "-", spec.execution.subproject, ".", task.dir_name));
+  return Render(plan, description,
+                layout::SafeJobName(absl::StrCat(spec.execution.account, "-",
+                                                 spec.execution.subproject, ".", task.dir_name)));
 }
 
 absl::StatusOr<RenderedTaskJob> RenderSharedJob(const InvocationSpec& spec,
@@ -1154,7 +1148,8 @@ absl::StatusOr<RenderedTaskJob> RenderSharedJob(const InvocationSpec& spec,
   }
   absl::StrAppend(&description, "\n");
   return Render(plan, description,
-                absl::StrCat(spec.execution.account, "-", spec.execution.subproject, ".shared"));
+                layout::SafeJobName(absl::StrCat(spec.execution.account, "-",
+                                                 spec.execution.subproject, ".shared")));
 }
 
 }  // namespace evalctl::config

@@ -497,6 +497,16 @@ TEST(RenderTest, HostileScriptsPassShellcheckAndBashN) {
 // ---------------------------------------------------------------------------------------------
 // Content
 
+// The user's identity keys go into the Slurm job name through a safe alphabet.
+TEST(RenderTest, JobNamePrefixIsMadeSafe) {
+  InvocationSpec spec = MakeSpec("vllm", "pyxis");
+  spec.execution.account = "team a";
+  spec.execution.subproject = "x,y|z";
+  auto job = RenderFirst(spec);
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->job_name_prefix, "team_a-x_y_z.gpqa_diamond");
+}
+
 TEST(RenderTest, SbatchHeader) {
   auto job = RenderFirst(MakeSpec("vllm", "pyxis"));
   ASSERT_TRUE(job.ok()) << job.status();
@@ -879,7 +889,7 @@ TEST(RenderTest, InvalidInputNamesTheKey) {
       {"bad deployment type", [](InvocationSpec& s) { s.deployment.type = "tgi"; },
        "deployment.type"},
       {"bad port", [](InvocationSpec& s) { s.deployment.port = 70000; }, "deployment.port"},
-      {"pipe in the account", [](InvocationSpec& s) { s.execution.account = "a|b"; },
+      {"line break in the account", [](InvocationSpec& s) { s.execution.account = "a\nb"; },
        "execution.account"},
       {"no walltime", [](InvocationSpec& s) { s.execution.walltime_seconds = 0; },
        "execution.walltime"},
@@ -940,7 +950,7 @@ TEST(RenderTest, InvalidInputNamesTheKey) {
        [](InvocationSpec& s) { s.deployment.endpoints["health"] = absl::StrCat("/", kHostileLine); },
        "deployment.endpoints.health"},
       {"hostile mpi", [](InvocationSpec& s) { s.execution.mpi = kHostile; }, "execution.mpi"},
-      {"hostile account", [](InvocationSpec& s) { s.execution.account = kHostileLine; },
+      {"hostile account", [](InvocationSpec& s) { s.execution.account = kHostile; },
        "execution.account"},
   };
   for (const BadCase& c : cases) {
@@ -1651,7 +1661,15 @@ std::vector<ConfigCase> HostileConfigCases() {
        sbatch("comment", kHostileLine)},
       {"partition", kVllmConfig, {Set("execution.partition", kHostileLine)}, "",
        sbatch("partition", kHostileLine)},
-      {"account", kVllmConfig, {Set("execution.account", kHostileLine)}, "execution.account"},
+      // execution.account: sbatch's --account as it is; the job name through a safe alphabet.
+      {"account", kVllmConfig, {Set("execution.account", kHostileLine)}, "",
+       [](const InvocationSpec&, const RenderedTaskJob& job) {
+         EXPECT_EQ(SbatchOption(job.script, "account"), kHostileLine);
+         EXPECT_TRUE(absl::StartsWith(job.job_name_prefix,
+                                      layout::SafeJobName(kHostileLine) + "-"))
+             << job.job_name_prefix;
+         EXPECT_EQ(job.job_name_prefix, layout::SafeJobName(job.job_name_prefix));
+       }},
       // execution.output_dir: every path of the job starts with it.
       {"output_dir", kVllmConfig, {Set("execution.output_dir", kHostilePath)}, "",
        [](const InvocationSpec&, const RenderedTaskJob& job) {
