@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "agent/core/run_files.h"
 #include "common/logging.h"
+#include "common/wire_limits.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace evalctl::agent {
@@ -328,6 +329,7 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  args.SetMaxReceiveMessageSize(static_cast<int>(wire::kAgentMaxReceiveBytes));
   auto creds = options_.credentials ? options_.credentials : grpc::InsecureChannelCredentials();
   auto channel = grpc::CreateCustomChannel(options_.controller, creds, args);
   auto stub = v1::AgentService::NewStub(channel);
@@ -478,8 +480,16 @@ void AgentRuntime::SenderLoop(const std::atomic<bool>* stop) {
       continue;
     }
     if (!pending->empty()) {
+      // At most kMaxEventsMessageBytes of events (and at least one), so that no message is one
+      // the controller refuses; the rest go in the next message.
       v1::AgentMessage msg;
-      for (v1::AgentEvent& e : *pending) *msg.mutable_events()->add_events() = std::move(e);
+      size_t bytes = 0;
+      for (v1::AgentEvent& e : *pending) {
+        const size_t size = e.ByteSizeLong() + 8;  // with the field's tag and length
+        if (msg.events().events_size() > 0 && bytes + size > wire::kMaxEventsMessageBytes) break;
+        bytes += size;
+        *msg.mutable_events()->add_events() = std::move(e);
+      }
       uint64_t last = msg.events().events(msg.events().events_size() - 1).sequence();
       if (Write(msg)) {
         absl::MutexLock lock(&sender_mu_);

@@ -22,6 +22,7 @@
 #include "agent/slurm/fake_slurm.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/wire_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -113,6 +114,7 @@ class AgentRuntimeTest : public ::testing::Test {
     grpc::ServerBuilder builder;
     int port = 0;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.SetMaxReceiveMessageSize(static_cast<int>(wire::kControllerMaxReceiveBytes));
     builder.RegisterService(&controller_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -170,6 +172,36 @@ class AgentRuntimeTest : public ::testing::Test {
   std::atomic<bool> stop_{false};
   std::thread agent_thread_;
 };
+
+// Events go to the controller in messages it accepts: three events of 3 MiB each (9 MiB, over the
+// controller's 8 MiB limit in one message) arrive, each in a message of its own, instead of one
+// message that the controller refuses after every reconnect.
+TEST_F(AgentRuntimeTest, EventMessagesStayWithinWhatTheControllerAccepts) {
+  {
+    auto journal = Journal::Open(root_ + "/agent");
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    std::vector<v1::AgentEvent> events(3);
+    for (int i = 0; i < 3; ++i) {
+      events[i].mutable_task()->set_task_id("00000000000000aa." + std::to_string(i));
+      events[i].mutable_task()->set_reason(std::string(3 << 20, static_cast<char>('a' + i)));
+    }
+    ASSERT_TRUE((*journal)->Commit({}, events).ok());
+  }
+  FakeSlurm slurm(&clock_);
+  StartAgent(&slurm, AgentOptions{});
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (controller_.arrivals().size() < 3 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  std::vector<StandInController::Arrival> arrivals = controller_.arrivals();
+  ASSERT_EQ(arrivals.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(arrivals[i].event.reason().size(), size_t{3} << 20);
+    EXPECT_EQ(arrivals[i].event.reason()[0], 'a' + i);
+  }
+  stop_ = true;  // before `slurm` goes out of scope
+  agent_thread_.join();
+}
 
 // A kill of many tasks arrives as one CancelTask per task. The agent gathers them into one
 // scancel, and its next tracking cycles come at the minimum interval again, however far it had

@@ -9,6 +9,7 @@
 #include "common/ids.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
+#include "common/wire_limits.h"
 #include "controller/config/loader.h"
 #include "controller/config/render.h"
 #include "google/protobuf/util/time_util.h"
@@ -85,6 +86,17 @@ v1::ResumePolicy PolicyOf(const config::Execution& e) {
 
 // Moves the secret values out of `submit` (in the order of its env), leaving the names: what the
 // store keeps. PutSecrets puts them back.
+// A task's SubmitTask must fit the agent stream (common/wire_limits.h): refused here, naming the
+// task, rather than sent and refused by the agent after every reconnect.
+absl::Status CheckTaskSize(const v1::SubmitTask& submit, const config::TaskSpec& task) {
+  const size_t bytes = submit.ByteSizeLong();
+  if (bytes <= wire::kMaxSubmitTaskBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "evaluation.tasks[", task.index, "] (", task.name, "): its job is ", bytes,
+      " bytes (script, environment and nemo_evaluator_config), over the ",
+      wire::kMaxSubmitTaskBytes >> 20, " MiB an agent takes; make its values smaller"));
+}
+
 std::vector<std::string> TakeSecrets(v1::SubmitTask& submit) {
   std::vector<std::string> values;
   for (v1::EnvVar& v : *submit.mutable_job()->mutable_env()) {
@@ -407,6 +419,7 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     *submit.mutable_job() = ToProto(job, /*redact=*/false);
     *submit.mutable_resume_policy() = PolicyOf(spec.execution);
     submit.set_owner(caller.user);
+    RETURN_IF_ERROR(CheckTaskSize(submit, ts));
     secrets.push_back(TakeSecrets(submit));
 
     StoredTask stored;

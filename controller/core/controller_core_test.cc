@@ -281,6 +281,27 @@ TEST_F(ControllerCoreTest, CancelBeforeDeliveryAndAfter) {
   EXPECT_EQ(core_->GetTask(alice_, t1)->state(), v1::TASK_STATE_PENDING);
 }
 
+// A task whose job would not fit the agent stream is refused at submission, naming the task;
+// nothing is stored or sent.
+TEST_F(ControllerCoreTest, ATaskTooLargeForTheAgentIsRefusedAtSubmission) {
+  RecordingLink link;
+  Connect(link);
+  v1::SubmitInvocationRequest req;
+  req.set_request_id("req-big");
+  req.mutable_config()->set_yaml(kConfig);
+  req.mutable_config()->set_file_name("run.yaml");
+  (*req.mutable_config()->mutable_environment())["MY_TOKEN"] = std::string(5 << 20, 'x');
+  auto r = core_->Submit(alice_, req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("evaluation.tasks[0] (one): its job is "));
+  EXPECT_THAT(r.status().message(), HasSubstr("over the 4 MiB an agent takes"));
+  EXPECT_THAT(link.Commands(v1::Command::kSubmitTask), IsEmpty());
+  auto list = core_->List(alice_, {});
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->invocations_size(), 0);
+}
+
 // A large submission goes to the agent a window at a time: each answer lets the next task out,
 // with its secrets; a task still waiting for the window is cancelled at the controller alone.
 TEST_F(ControllerCoreTest, SubmissionsFlowThroughABoundedWindow) {

@@ -18,6 +18,7 @@
 #include "common/logging.h"
 #include "common/metrics_http_server.h"
 #include "common/thread_pool.h"
+#include "common/wire_limits.h"
 #include "controller/core/controller_core.h"
 #include "controller/core/sqlite_store.h"
 #include "controller/core/token_authority.h"
@@ -212,7 +213,7 @@ int main(int argc, char** argv) {
   builder.RegisterService(&eval_service);
   builder.RegisterService(&agent_service);
   builder.RegisterService(&admin_service);
-  builder.SetMaxReceiveMessageSize(8 << 20);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(evalctl::wire::kControllerMaxReceiveBytes));
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
