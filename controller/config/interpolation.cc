@@ -17,6 +17,23 @@ namespace evalctl::config {
 namespace {
 
 constexpr int kMaxNesting = 32;
+// What interpolation may produce: one value, and everything together. A few references that each
+// double what they read make gigabytes out of a short file; these limits stop that in
+// milliseconds, naming the key, instead of exhausting the controller.
+constexpr size_t kMaxValueBytes = 1 << 20;
+constexpr size_t kMaxResolvedBytes = 16 << 20;
+
+// The bytes of a subtree's scalars, and a little per node.
+size_t Weight(const Node& node) {
+  if (node.IsScalar()) return node.text().size() + 16;
+  size_t total = 16;
+  if (node.IsMap()) {
+    for (const auto& [key, value] : node.entries()) total += key.size() + Weight(value);
+  } else if (node.IsList()) {
+    for (const Node& item : node.items()) total += Weight(item);
+  }
+  return total;
+}
 
 
 std::string Parent(absl::string_view path) {
@@ -107,6 +124,7 @@ class Resolver {
         done_.erase(path);
         return value.status();
       }
+      RETURN_IF_ERROR(Produced(*node, path, Weight(*value)));
       node = Get(path);  // evaluation may have replaced other nodes, not this one
       value->set_mark(mark);
       *node = std::move(*value);
@@ -137,6 +155,16 @@ class Resolver {
 
  private:
   Node* Get(const std::string& path) { return const_cast<Node*>(Lookup(root_, path)); }
+
+  // Counts what interpolation produced for `path`; an error once the total passes its limit.
+  absl::Status Produced(const Node& node, absl::string_view path, size_t bytes) {
+    produced_ += bytes;
+    if (produced_ <= kMaxResolvedBytes) return absl::OkStatus();
+    return Error(node, path,
+                 absl::StrCat("interpolation has produced more than ", kMaxResolvedBytes >> 20,
+                              " MiB of values in this configuration (the limit); do references "
+                              "copy large values many times over?"));
+  }
 
   absl::Status Error(const Node& node, absl::string_view path, absl::string_view why) {
     std::string where = node.mark().ToString();
@@ -297,6 +325,12 @@ class Resolver {
               " is a ", piece.IsMap() ? "map" : "list", " and cannot be part of a string"));
         }
         out += piece.IsNull() ? "None" : piece.text();
+        if (out.size() > kMaxValueBytes) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              mark.ToString(), mark.ToString().empty() ? "" : ": ", path,
+              ": interpolation makes this value longer than ", kMaxValueBytes >> 20,
+              " MiB (the limit of one value); do references repeat a value that repeats others?"));
+        }
         Taint(taint, piece);
         i = close + 1;
         continue;
@@ -313,6 +347,7 @@ class Resolver {
   const Environment& env_;
   std::set<std::string> in_progress_;
   std::set<std::string> done_;
+  size_t produced_ = 0;  // bytes of resolved values so far (Weight)
 };
 
 }  // namespace

@@ -83,6 +83,28 @@ TEST(InterpolationTest, SelectNotNull) {
   EXPECT_EQ(At(*n, "e"), "vllm serve /checkpoint --port 1");
 }
 
+// A short file whose references double what they read at every step: refused in milliseconds,
+// naming the key and the limit, for strings (one value's limit) and for maps (the total).
+TEST(InterpolationTest, DoublingReferencesHitALimitNotTheMachine) {
+  std::string strings = "v0: 'xxxxxxxxxxxxxxxx'\n";
+  std::string maps = "m0: {a: 'xxxxxxxxxxxxxxxx', b: 'yyyyyyyyyyyyyyyy'}\n";
+  for (int i = 1; i <= 40; ++i) {
+    absl::StrAppend(&strings, "v", i, ": '${v", i - 1, "}${v", i - 1, "}'\n");
+    absl::StrAppend(&maps, "m", i, ": {l: '${m", i - 1, "}', r: '${m", i - 1, "}'}\n");
+  }
+  auto s = Resolve(strings);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(s.status().message(),
+              HasSubstr(": interpolation makes this value longer than 1 MiB (the limit of one "
+                        "value)"));
+  EXPECT_THAT(s.status().message(), HasSubstr("t.yaml:"));
+  auto m = Resolve(maps);
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(),
+              HasSubstr("interpolation has produced more than 16 MiB of values in this "
+                        "configuration (the limit)"));
+}
+
 TEST(InterpolationTest, Errors) {
   struct Case {
     std::string yaml;
