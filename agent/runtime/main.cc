@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
   }
   evalctl::agent::SlurmCliOptions slurm_options;
   slurm_options.timeout = absl::Seconds(slurm_timeout_s);
+  slurm_options.user = options.unix_user;  // adopt by name only jobs of this user
   evalctl::agent::SlurmCliClient cli(slurm_options);
   auto registry = std::make_shared<prometheus::Registry>();
   evalctl::agent::AgentMetrics metrics(*registry, options.version);

@@ -277,10 +277,11 @@ absl::StatusOr<std::vector<JobInfo>> SlurmCliClient::SqueueByName(
     const std::vector<std::string>& names) {
   std::vector<JobInfo> jobs;
   for (const std::vector<std::string>& chunk : Chunks(names, options_.max_ids_per_command)) {
-    ASSIGN_OR_RETURN(SubprocessResult r,
-                     Run({options_.squeue, "-h", "-t", "all",
-                          absl::StrCat("--name=", absl::StrJoin(chunk, ",")), "-o", kSqueueFormat},
-                         /*parses_times=*/true));
+    std::vector<std::string> argv = {options_.squeue, "-h", "-t", "all",
+                                     absl::StrCat("--name=", absl::StrJoin(chunk, ",")), "-o",
+                                     kSqueueFormat};
+    if (!options_.user.empty()) argv.push_back(absl::StrCat("--user=", options_.user));
+    ASSIGN_OR_RETURN(SubprocessResult r, Run(argv, /*parses_times=*/true));
     if (!r.ok()) return SlurmCommandError("squeue", r);
     ParsedJobs parsed = ParseSqueue(r.stdout_data);
     LogProblems("squeue", parsed);
@@ -297,10 +298,17 @@ absl::StatusOr<std::vector<JobInfo>> SlurmCliClient::SacctByName(
       absl::FormatTime("%Y-%m-%dT%H:%M:%S", std::max(since, epoch), absl::LocalTimeZone());
   std::vector<JobInfo> jobs;
   for (const std::vector<std::string>& chunk : Chunks(names, options_.max_ids_per_command)) {
-    ASSIGN_OR_RETURN(SubprocessResult r, Run({options_.sacct, "-X", "-D", "-n", "--parsable2",
-                                              absl::StrCat("--name=", absl::StrJoin(chunk, ",")),
-                                              "-S", start, absl::StrCat("--format=", kSacctFormat)},
-                                             /*parses_times=*/true));
+    std::vector<std::string> argv = {options_.sacct,
+                                     "-X",
+                                     "-D",
+                                     "-n",
+                                     "--parsable2",
+                                     absl::StrCat("--name=", absl::StrJoin(chunk, ",")),
+                                     "-S",
+                                     start,
+                                     absl::StrCat("--format=", kSacctFormat)};
+    if (!options_.user.empty()) argv.push_back(absl::StrCat("--user=", options_.user));
+    ASSIGN_OR_RETURN(SubprocessResult r, Run(argv, /*parses_times=*/true));
     if (!r.ok()) return SlurmCommandError("sacct", r);
     ParsedJobs parsed = ParseSacct(r.stdout_data);
     LogProblems("sacct", parsed);

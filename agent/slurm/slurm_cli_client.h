@@ -59,6 +59,9 @@ struct SlurmCliOptions {
   size_t max_ids_per_command = 500;
   // Set in every child's environment, e.g. SLURM_CONF.
   std::vector<std::pair<std::string, std::string>> env;
+  // When set, FindByName sees only this user's jobs (squeue/sacct --user): a job that another
+  // user named like one of ours is never adopted.
+  std::string user;
 };
 
 class SlurmCliClient : public SlurmClient {

@@ -7,8 +7,10 @@
 // node3/node4 for preemption, and the tests may run in parallel.
 #include "agent/slurm/slurm_cli_client.h"
 
+#include <pwd.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -24,6 +26,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/testing/test_account.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/slurm/slurm_test_util.h"
@@ -32,6 +35,8 @@ namespace evalctl::testing {
 namespace {
 
 using ::evalctl::agent::JobInfo;
+using ::evalctl::testing::EnsureTestAccount;
+using ::evalctl::testing::GiveTo;
 using ::evalctl::agent::SlurmCliClient;
 using ::evalctl::agent::SlurmCliOptions;
 using ::evalctl::agent::SubmitRequest;
@@ -255,6 +260,35 @@ TEST_F(SlurmCliClientTest, FindByNameFindsAJobByItsUniqueName) {
       absl::Seconds(30)))
       << (found.ok() ? ::testing::PrintToString(found->size()) : found.status().ToString());
   EXPECT_THAT(slurm.FindByName({UniqueName("nobody")}, since).value(), IsEmpty());
+}
+
+// With a user set (the agent sets its own), the name lookup sees only that user's jobs: a job
+// another user gave the same name is never taken for ours.
+TEST_F(SlurmCliClientTest, FindByNameSeesOnlyItsUsersJobs) {
+  auto account = EnsureTestAccount("evalctl-ssh");
+  ASSERT_TRUE(account.ok()) << account.status();
+  ASSERT_TRUE(GiveTo(*account, dir_).ok());
+  const std::string as_other = absl::StrCat(dir_, "/sbatch-as-other");
+  WriteFile(as_other, absl::StrCat("#!/bin/sh\nexec runuser -u ", account->name, " -- sbatch \"$@\"\n"),
+            /*executable=*/true);
+  SlurmCliClient other({.sbatch = as_other});
+  const absl::Time since = absl::Now() - absl::Minutes(1);
+  const std::string name = UniqueName("squat");
+  const std::string id = Submit(other, name, "sleep 30\n");
+  ASSERT_FALSE(id.empty());
+
+  SlurmCliClient anyone;
+  absl::StatusOr<std::vector<JobInfo>> all = anyone.FindByName({name}, since);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_THAT(*all, SizeIs(1)) << "the other user's job is not visible at all";
+  EXPECT_EQ(all->front().job_id, id);
+
+  const passwd* me = ::getpwuid(::getuid());
+  ASSERT_NE(me, nullptr);
+  SlurmCliClient mine({.user = me->pw_name});
+  absl::StatusOr<std::vector<JobInfo>> own = mine.FindByName({name}, since);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_THAT(*own, IsEmpty());
 }
 
 TEST_F(SlurmCliClientTest, BadPartitionIsInvalidArgumentWithSlurmsMessage) {
