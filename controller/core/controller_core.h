@@ -45,6 +45,9 @@ namespace evalctl::controller {
 struct Caller {
   std::string user;
   bool admin = false;
+  // When the caller's token expires (InfiniteFuture: never, or no token): what it creates may not
+  // outlive it.
+  absl::Time token_expires = absl::InfiniteFuture();
 };
 
 // The controller's end of one agent's stream. Send queues and never blocks.

@@ -226,7 +226,9 @@ absl::StatusOr<Principal> TokenAuthority::Verify(absl::string_view token) {
     return absl::UnauthenticatedError(
         absl::StrCat("enrollment token ", id, " was used already; create a new one"));
   }
-  return e.principal;
+  Principal principal = e.principal;
+  if (e.expires_ms != 0) principal.expires = absl::FromUnixMillis(e.expires_ms);
+  return principal;
 }
 
 absl::StatusOr<IssuedToken> TokenAuthority::CreateToken(const Caller& caller,
@@ -247,6 +249,17 @@ absl::StatusOr<IssuedToken> TokenAuthority::CreateToken(const Caller& caller,
                      req.ttl_seconds()));
   }
   if (req.ttl_seconds() > 0) spec.ttl = absl::Seconds(req.ttl_seconds());
+  // A token cannot make one that outlives it: rights would survive the expiry of their source.
+  if (caller.token_expires != absl::InfiniteFuture()) {
+    const absl::Time now = clock_->Now();
+    const absl::Duration left = caller.token_expires - now;
+    if (spec.ttl == absl::InfiniteDuration() || spec.ttl > left) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the token you call with expires at ", absl::FormatTime(caller.token_expires),
+          ", and a token it creates cannot outlive it: give a ttl of at most ",
+          absl::ToInt64Seconds(left), " s"));
+    }
+  }
   if (req.description().size() > kMaxDescription) {
     return absl::InvalidArgumentError(
         absl::StrCat("the description has ", req.description().size(),

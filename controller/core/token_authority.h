@@ -43,6 +43,8 @@ struct Principal {
   // Enrollment and agent tokens: the cluster the agent serves. Agent tokens: the agent's id.
   std::string cluster;
   std::string agent_id;
+  // When the token expires; InfiniteFuture when never.
+  absl::Time expires = absl::InfiniteFuture();
 };
 
 // A new token; `token` is the secret text, shown once.

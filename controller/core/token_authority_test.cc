@@ -118,6 +118,27 @@ TEST_F(TokenAuthorityTest, UsersManageOnlyTheirOwnTokens) {
   EXPECT_TRUE(auth_->RevokeToken(admin_, bobs.info.token_id()).ok());
 }
 
+// A token cannot create one that outlives it (nor, above, one with more rights): the expiry of
+// the caller's token travels with it from Verify, and Create checks the new ttl against it.
+TEST_F(TokenAuthorityTest, ATokenCannotMintALongerLivedOne) {
+  IssuedToken hour = MustCreate(admin_, "alice", v1::ROLE_USER, /*ttl=*/3600);
+  auto principal = auth_->Verify(hour.token);
+  ASSERT_TRUE(principal.ok()) << principal.status();
+  EXPECT_EQ(principal->expires, clock_.Now() + absl::Hours(1));
+  const Caller caller{.user = "alice", .admin = false, .token_expires = principal->expires};
+  for (int64_t ttl : {0, 7200}) {
+    v1::CreateTokenRequest longer;
+    longer.set_ttl_seconds(ttl);
+    auto refused = auth_->CreateToken(caller, longer);
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << ttl;
+    EXPECT_THAT(refused.status().message(), HasSubstr("cannot outlive it: give a ttl of at most 3600 s"));
+  }
+  MustCreate(caller, "", v1::ROLE_USER, /*ttl=*/1800);
+  // A token that never expires creates what it may.
+  EXPECT_EQ(auth_->Verify(MustCreate(admin_, "bob", v1::ROLE_USER).token)->expires,
+            absl::InfiniteFuture());
+}
+
 TEST_F(TokenAuthorityTest, BadRequestsSayWhatIsWrong) {
   v1::CreateTokenRequest req;
   req.set_user("eve; rm -rf /");

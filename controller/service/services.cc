@@ -647,7 +647,7 @@ absl::StatusOr<Caller> TokenAuthenticator::Authenticate(const grpc::CallbackServ
     return absl::PermissionDeniedError(
         absl::StrCat("token ", p.token_id, " belongs to an agent and cannot call this service"));
   }
-  return Caller{.user = std::move(p.user), .admin = p.admin};
+  return Caller{.user = std::move(p.user), .admin = p.admin, .token_expires = p.expires};
 }
 
 absl::StatusOr<Principal> TokenAuthenticator::AuthenticateAgent(
