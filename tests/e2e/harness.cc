@@ -433,25 +433,24 @@ absl::Status E2eEnv::StartAgent(const std::vector<std::pair<std::string, std::st
   if (agent_running()) return absl::FailedPreconditionError("the agent runs already");
   if (port_ == 0) return absl::FailedPreconditionError("start the controller first");
   agent_env_ = env;
-  std::vector<std::string> argv = {EVALCTL_AGENT_BIN};
-  argv.insert(argv.end(), agent_security_.begin(), agent_security_.end());
-  argv.insert(argv.end(), {"--controller", controller_address(), "--state-dir", agent_state_dir(),
-                           "--cluster", cluster_});
-  argv.insert(argv.end(), agent_flags_.begin(), agent_flags_.end());
-  auto child = ChildProcess::Start(argv, agent_log(), env);
+  auto child = ChildProcess::Start(AgentArgv(), agent_log(), env);
   if (!child.ok()) return child.status();
   agent_ = *std::move(child);
   if (!controller_running()) return absl::OkStatus();  // it connects once the controller is back
   return WaitAgentConnected(absl::Seconds(30));
 }
 
-absl::StatusOr<SubprocessResult> E2eEnv::RunSecondAgent(absl::Duration timeout) {
+std::vector<std::string> E2eEnv::AgentArgv() const {
   std::vector<std::string> argv = {EVALCTL_AGENT_BIN};
   argv.insert(argv.end(), agent_security_.begin(), agent_security_.end());
   argv.insert(argv.end(), {"--controller", controller_address(), "--state-dir", agent_state_dir(),
                            "--cluster", cluster_});
   argv.insert(argv.end(), agent_flags_.begin(), agent_flags_.end());
-  return RunSubprocess({.argv = argv, .env = agent_env_, .timeout = timeout});
+  return argv;
+}
+
+absl::StatusOr<SubprocessResult> E2eEnv::RunSecondAgent(absl::Duration timeout) {
+  return RunSubprocess({.argv = AgentArgv(), .env = agent_env_, .timeout = timeout});
 }
 
 void E2eEnv::KillAgent() {

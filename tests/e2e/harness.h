@@ -265,6 +265,9 @@ class E2eEnv {
   void CancelSlurmJobs();
 
  private:
+  // The agent's command line: security flags, controller, state directory, cluster, extra flags.
+  std::vector<std::string> AgentArgv() const;
+
   std::string root_;
   std::string test_name_;
   std::string subproject_;
