@@ -32,6 +32,9 @@ namespace {
 
 constexpr size_t kMaxOutputBytes = 16 << 20;
 constexpr size_t kChunk = 32 * 1024;
+// Printed by the login shell before each command (see Exec).
+constexpr char kStartMarker[] = "evalctl-command-starts-8d41c7";
+constexpr char kStartLine[] = "evalctl-command-starts-8d41c7\n";
 
 struct SessionDeleter {
   void operator()(ssh_session s) const {
@@ -348,22 +351,49 @@ absl::StatusOr<ExecResult> LibsshRemoteHost::Exec(const std::string& command,
   ChannelPtr ch(ssh_channel_new(s));
   if (ch == nullptr) return Lost("opening a channel");
   if (ssh_channel_open_session(ch.get()) != SSH_OK) return Lost("opening a session channel");
-  if (ssh_channel_request_exec(ch.get(), command.c_str()) != SSH_OK) {
+  // The login shell runs `echo MARKER; command` (`echo` and `;` mean the same in sh, csh and
+  // fish): the marker says its startup files are done and the command starts.
+  const std::string wrapped = absl::StrCat("echo ", kStartMarker, "; ", command);
+  const absl::Time sent = absl::Now();
+  if (ssh_channel_request_exec(ch.get(), wrapped.c_str()) != SSH_OK) {
     return Lost("starting a command");
   }
   ssh_channel_send_eof(ch.get());
   ExecResult result;
-  const absl::Time deadline = absl::Now() + timeout;
+  bool started = false;
+  absl::Time deadline = sent + options_.login_timeout;
   char buf[kChunk];
   while (true) {
     int n = ssh_channel_read_timeout(ch.get(), buf, sizeof(buf), 0, 100);
     if (n == SSH_ERROR) return Lost("reading a command's output");
     if (n > 0 && result.stdout_data.size() < kMaxOutputBytes) result.stdout_data.append(buf, n);
+    size_t marker = std::string::npos;
+    if (!started && (marker = result.stdout_data.find(kStartLine)) != std::string::npos) {
+      // What startup files printed before it is not the command's output.
+      started = true;
+      result.stdout_data.erase(0, marker + sizeof(kStartLine) - 1);
+      const absl::Duration startup = absl::Now() - sent;
+      deadline = absl::Now() + timeout;
+      if (startup > absl::Seconds(5) && !slow_shell_logged_) {
+        slow_shell_logged_ = true;
+        LOG(WARNING) << "the login shell on " << Describe() << " took "
+                     << absl::FormatDuration(absl::Trunc(startup, absl::Milliseconds(100)))
+                     << " to start a command (its startup files, such as ~/.bashrc or "
+                        "~/.profile); every remote command waits for it";
+      }
+    }
     int m = ssh_channel_read_nonblocking(ch.get(), buf, sizeof(buf), 1);
     if (m == SSH_ERROR) return Lost("reading a command's output");
     if (m > 0 && result.stderr_data.size() < kMaxOutputBytes) result.stderr_data.append(buf, m);
     if (n <= 0 && m <= 0 && ssh_channel_is_eof(ch.get())) break;
     if (absl::Now() > deadline) {
+      if (!started) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "the login shell on ", Describe(), " did not start a command within ",
+            absl::FormatDuration(options_.login_timeout),
+            ": its startup files (such as ~/.bashrc or ~/.profile) are slow or wait for input; "
+            "make them return quickly for non-interactive shells, or allow more time"));
+      }
       return absl::DeadlineExceededError(
           absl::StrCat("command on ", Describe(), " did not finish within ",
                        absl::FormatDuration(timeout), ": ", command));

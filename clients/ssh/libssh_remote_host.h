@@ -16,7 +16,11 @@
 //                      known_hosts file, how to fix it); nothing is sent to such a host;
 //   PERMISSION_DENIED  authentication failed (the methods tried, those the server accepts);
 //   INVALID_ARGUMENT   an unusable private key file.
-// ~/.ssh/config is not read: host, port, user and key are what SshOptions says. Key material and
+// ~/.ssh/config is not read: host, port, user and key are what SshOptions says.
+// Each command runs behind a marker the login shell prints first, so that the time its startup
+// files take (tens of seconds on some sites) does not count against the command's timeout; a
+// shell that does not start the command within login_timeout fails with that cause and the time,
+// and a start slower than 5 s is logged once with the time it took. Key material and
 // passphrases are never logged or put into messages; fingerprints are.
 //
 // Thread-compatible: libssh sessions are not thread-safe, so one thread at a time uses a host
@@ -55,6 +59,9 @@ struct SshOptions {
   std::string known_hosts_file;
   HostKeyPolicy host_key_policy = HostKeyPolicy::kStrict;
   absl::Duration connect_timeout = absl::Seconds(15);
+  // How long the remote login shell may take to start a command (its startup files: module
+  // systems, conda, pyenv). A command's own timeout counts from when it starts, not before.
+  absl::Duration login_timeout = absl::Minutes(2);
 };
 
 // "user@host:port" of the options (the local user when none is set).
@@ -98,6 +105,7 @@ class LibsshRemoteHost : public RemoteHost {
 
   SshOptions options_;
   std::unique_ptr<Session> session_;
+  bool slow_shell_logged_ = false;
 };
 
 }  // namespace evalctl::ssh

@@ -71,6 +71,30 @@ TEST_F(LibsshRemoteHostTest, RunsCommandsWithExitCodeAndBothStreams) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
 }
 
+// A login shell whose startup files print and take seconds (module systems, conda, pyenv): the
+// command's timeout counts from when it starts, what the startup files print is not its output,
+// and a shell that does not start the command in time is named as the cause.
+TEST(SlowLoginShellTest, StartupTimeIsNotTheCommandsAndIsNamedWhenTooLong) {
+  auto sshd = TestSshd::Start(
+      {.account = "evalctl-slowshell", .startup = "echo banner-from-bashrc\nsleep 3\n"});
+  ASSERT_TRUE(sshd.ok()) << sshd.status();
+  auto host = LibsshRemoteHost::Connect((*sshd)->Options());
+  ASSERT_TRUE(host.ok()) << host.status();
+  auto r = (*host)->Exec("echo hi", absl::Seconds(1));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->stdout_data, "hi\n");
+  EXPECT_EQ(r->exit_code, 0);
+
+  SshOptions impatient = (*sshd)->Options();
+  impatient.login_timeout = absl::Seconds(1);
+  auto quick = LibsshRemoteHost::Connect(impatient);
+  ASSERT_TRUE(quick.ok()) << quick.status();
+  r = (*quick)->Exec("echo hi", absl::Seconds(10));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_THAT(r.status().message(), HasSubstr("did not start a command within 1s"));
+  EXPECT_THAT(r.status().message(), HasSubstr("startup files (such as ~/.bashrc"));
+}
+
 TEST_F(LibsshRemoteHostTest, UploadsAtomicallyWithTheMode) {
   auto host = ConnectOrDie(sshd_->Options());
   ASSERT_NE(host, nullptr);
