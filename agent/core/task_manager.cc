@@ -35,8 +35,8 @@ enum class Kind { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kResumable
 Kind Classify(const std::string& state) {
   static const std::set<std::string> kQueuedStates = {
       "PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "CONFIGURING"};
-  static const std::set<std::string> kRunningStates = {"RUNNING",   "COMPLETING", "SUSPENDED",
-                                                       "STAGE_OUT", "SIGNALING",  "RESIZING"};
+  static const std::set<std::string> kRunningStates = {"RUNNING",  "COMPLETING", "SUSPENDED",
+                                                       "STAGE_OUT", "SIGNALING", "RESIZING"};
   if (kQueuedStates.count(state)) return Kind::kQueued;
   if (kRunningStates.count(state)) return Kind::kRunning;
   if (state == "COMPLETED") return Kind::kSucceeded;
@@ -87,8 +87,7 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
     ssize_t n = ::write(fd, content.data() + done, content.size() - done);
     if (n <= 0) {
       ::close(fd);
-      return absl::ResourceExhaustedError(
-          absl::StrCat("writing ", tmp, ": ", std::strerror(errno)));
+      return absl::ResourceExhaustedError(absl::StrCat("writing ", tmp, ": ", std::strerror(errno)));
     }
     done += static_cast<size_t>(n);
   }
@@ -184,8 +183,8 @@ absl::Status TaskManager::WriteScript(const Entry& e) {
   for (const char* sub : {"logs", "artifacts", ".evalctl"}) {
     std::filesystem::create_directories(absl::StrCat(run_dir, "/", sub), ec);
     if (ec) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("cannot create ", run_dir, "/", sub, ": ", ec.message()));
+      return absl::PermissionDeniedError(absl::StrCat("cannot create ", run_dir, "/", sub, ": ",
+                                                      ec.message()));
     }
   }
   return WriteFileAtomically(absl::StrCat(run_dir, "/", layout::kScriptFile),
@@ -364,7 +363,8 @@ std::vector<absl::Status> TaskManager::AcceptBatch(const std::vector<v1::SubmitT
       events.push_back(MakeEvent(e, v1::TaskEvent::KIND_SUBMITTED));
       LOG(INFO) << "submitted task=" << e.journaled.status.id() << " attempt=" << a->number()
                 << " job=" << *ids[i];
-    } else if (absl::IsUnavailable(ids[i].status()) || absl::IsDeadlineExceeded(ids[i].status())) {
+    } else if (absl::IsUnavailable(ids[i].status()) ||
+               absl::IsDeadlineExceeded(ids[i].status())) {
       // Maybe submitted, maybe not: the next cycle looks the job up by name before retrying.
       e.journaled.status.set_reason(
           absl::StrCat("waiting for Slurm to accept the job: ", ids[i].status().message()));
@@ -436,8 +436,8 @@ absl::Status TaskManager::SubmitCurrent(Entry& e, const std::string& dependency)
   *a->mutable_submit_time() = Ts(clock_->Now());
   t.set_state(v1::TASK_STATE_QUEUED);
   if (a->resume_reason() == v1::RESUME_REASON_UNSPECIFIED) t.set_reason("");
-  events.push_back(
-      MakeEvent(e, a->number() > 1 ? v1::TaskEvent::KIND_RESUMED : v1::TaskEvent::KIND_SUBMITTED));
+  events.push_back(MakeEvent(e, a->number() > 1 ? v1::TaskEvent::KIND_RESUMED
+                                                : v1::TaskEvent::KIND_SUBMITTED));
   LOG(INFO) << "submitted task=" << t.id() << " attempt=" << a->number() << " job=" << *id
             << (dependency.empty() ? "" : " dependency=" + dependency);
   return Persist({&e}, events);
@@ -511,8 +511,8 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
     next.set_slurm_restarts(info.restarts);
     *t.add_attempts() = next;
     a = Current(t);
-    t.set_reason(
-        absl::StrCat("Slurm requeued job ", a->slurm_job_id(), " (restart ", info.restarts, ")"));
+    t.set_reason(absl::StrCat("Slurm requeued job ", a->slurm_job_id(), " (restart ",
+                              info.restarts, ")"));
     events.push_back(MakeEvent(e, v1::TaskEvent::KIND_RESUMED));
   }
 
@@ -520,8 +520,7 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
   a->set_slurm_reason(info.reason);
   if (Known(info.start_time)) *a->mutable_start_time() = Ts(info.start_time);
   if (Known(info.end_time)) *a->mutable_end_time() = Ts(info.end_time);
-  if (!info.node_list.empty() && info.node_list != "None assigned")
-    a->set_node_list(info.node_list);
+  if (!info.node_list.empty() && info.node_list != "None assigned") a->set_node_list(info.node_list);
   int64_t elapsed = info.elapsed_seconds;
   if (elapsed <= 0 && Known(info.start_time) && Known(info.end_time)) {
     elapsed = absl::ToInt64Seconds(info.end_time - info.start_time);
@@ -588,15 +587,13 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
       } else if (kind == Kind::kFailed) {
         std::string why = absl::StrCat("job ", job, " ended ", info.state);
         if (a->has_exit_code()) absl::StrAppend(&why, ": ", ExplainExit(a->exit_code()));
-        if (a->has_signal() && a->signal() != 0)
-          absl::StrAppend(&why, " (signal ", a->signal(), ")");
+        if (a->has_signal() && a->signal() != 0) absl::StrAppend(&why, " (signal ", a->signal(), ")");
         Finish(e, v1::TASK_STATE_FAILED, why, events);
       } else if (kind == Kind::kCancelled) {
         Finish(e, v1::TASK_STATE_CANCELLED,
                t.cancel_requested() ? "cancelled"
-                                    : absl::StrCat("job ", job,
-                                                   " was cancelled in Slurm (not "
-                                                   "through evalctl)"),
+                                    : absl::StrCat("job ", job, " was cancelled in Slurm (not "
+                                                                "through evalctl)"),
                events);
       } else if (t.cancel_requested()) {
         Finish(e, v1::TASK_STATE_CANCELLED, "cancelled", events);
@@ -611,7 +608,8 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
                  t.progress().done() != before_done || a->slurm_state() != before_slurm_state ||
                  t.attempts_size() != before_attempts;
   if (changed) {
-    events.push_back(MakeEvent(e, t.progress().done() != before_done && t.state() == before_state &&
+    events.push_back(MakeEvent(e, t.progress().done() != before_done &&
+                                          t.state() == before_state &&
                                           t.phase() == before_phase
                                       ? v1::TaskEvent::KIND_PROGRESS
                                       : v1::TaskEvent::KIND_STATE_CHANGED));
@@ -687,8 +685,8 @@ CycleStats TaskManager::RunCycle() {
         a->set_slurm_job_id(it->second);
         *a->mutable_submit_time() = Ts(now);
         t.set_state(v1::TASK_STATE_QUEUED);
-        LOG(INFO) << "adopted job=" << it->second << " for task=" << t.id()
-                  << " attempt=" << a->number() << " (submitted before the agent could record it)";
+        LOG(INFO) << "adopted job=" << it->second << " for task=" << t.id() << " attempt="
+                  << a->number() << " (submitted before the agent could record it)";
         std::vector<v1::AgentEvent> events = {MakeEvent(*e, v1::TaskEvent::KIND_SUBMITTED)};
         (void)Persist({e}, events);
         if (t.cancel_requested()) (void)slurm_->Cancel({it->second});
@@ -753,18 +751,10 @@ CycleStats TaskManager::RunCycle() {
   for (const std::string& id : ids) {
     auto it = infos.find(id);
     switch (it == infos.end() ? Kind::kUnknown : Classify(it->second->state)) {
-      case Kind::kQueued:
-        ++stats.jobs.queued;
-        break;
-      case Kind::kRunning:
-        ++stats.jobs.running;
-        break;
-      case Kind::kUnknown:
-        ++stats.jobs.unknown;
-        break;
-      default:
-        ++stats.jobs.ended;
-        break;
+      case Kind::kQueued: ++stats.jobs.queued; break;
+      case Kind::kRunning: ++stats.jobs.running; break;
+      case Kind::kUnknown: ++stats.jobs.unknown; break;
+      default: ++stats.jobs.ended; break;
     }
   }
 
@@ -777,8 +767,7 @@ CycleStats TaskManager::RunCycle() {
     auto it = infos.find(a->slurm_job_id());
     if (it == infos.end()) {
       // Not visible yet (sacct lags behind sbatch) or, long after submission, lost.
-      absl::Time submitted =
-          absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(a->submit_time()));
+      absl::Time submitted = absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(a->submit_time()));
       if (!accounting_ok || now - submitted < options_.visibility_grace) continue;
       JobInfo lost;
       lost.job_id = a->slurm_job_id();
@@ -864,9 +853,9 @@ absl::StatusOr<v1::Task> TaskManager::Resume(const std::string& task_id,
   v1::Task& t = e.journaled.status;
   if (t.state() != v1::TASK_STATE_FAILED && t.state() != v1::TASK_STATE_CANCELLED &&
       t.state() != v1::TASK_STATE_BUDGET_EXHAUSTED) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("task ", task_id, " is ", v1::TaskState_Name(t.state()),
-                     "; only FAILED, CANCELLED or BUDGET_EXHAUSTED tasks can be resumed"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "task ", task_id, " is ", v1::TaskState_Name(t.state()),
+        "; only FAILED, CANCELLED or BUDGET_EXHAUSTED tasks can be resumed"));
   }
   if (policy != nullptr) *t.mutable_resume_policy() = *policy;
   auto secrets = journal_->GetSecrets(task_id);
@@ -891,8 +880,8 @@ absl::StatusOr<std::pair<std::string, std::string>> TaskManager::LogTarget(
   }
   int index = attempt <= 0 ? t.attempts_size() - 1 : attempt - 1;
   if (index >= t.attempts_size()) {
-    return absl::OutOfRangeError(
-        absl::StrCat("task ", task_id, " has ", t.attempts_size(), " attempts, not ", attempt));
+    return absl::OutOfRangeError(absl::StrCat("task ", task_id, " has ", t.attempts_size(),
+                                              " attempts, not ", attempt));
   }
   // Before the newest attempt has a job, show the previous one's logs.
   while (index > 0 && t.attempts(index).slurm_job_id().empty()) --index;

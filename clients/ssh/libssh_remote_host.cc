@@ -392,7 +392,8 @@ absl::StatusOr<ExecResult> LibsshRemoteHost::Exec(const std::string& command,
             "the login shell on ", Describe(), " did not start a command within ",
             absl::FormatDuration(options_.login_timeout),
             ": its startup files (such as ~/.bashrc or ~/.profile) are slow or wait for input; "
-            "make them return quickly for non-interactive shells, or allow more time"));
+            "make them return early in non-interactive shells (for bash: `[[ $- == *i* ]] || "
+            "return` at the top of ~/.bashrc)"));
       }
       return absl::DeadlineExceededError(
           absl::StrCat("command on ", Describe(), " did not finish within ",

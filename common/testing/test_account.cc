@@ -1,6 +1,5 @@
 #include "common/testing/test_account.h"
 
-#include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>

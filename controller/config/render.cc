@@ -768,8 +768,9 @@ void AppendPreamble(const JobPlan& plan, std::string* out) {
     // The model server's port; with deployment.port 0, derived from the job id so that jobs
     // sharing a node do not collide.
     absl::StrAppend(out, "export EVALCTL_SERVER_PORT=",
-                    plan.server_port != 0 ? std::to_string(plan.server_port)
-                                          : std::string("$((20000 + ${SLURM_JOB_ID:-$$} % 40000))"),
+                    plan.server_port != 0
+                        ? std::to_string(plan.server_port)
+                        : std::string("$((20000 + ${SLURM_JOB_ID:-$$} % 40000))"),
                     "\n");
   }
   // Run directories of the tasks of a shared job, and whether their evaluation has ended.
@@ -933,15 +934,15 @@ void AppendDeployment(const JobPlan& plan, std::string* out) {
                   "EVALCTL_READY_TIMEOUT=", plan.readiness_timeout, "\n",
                   "EVALCTL_READY_DEADLINE=$((SECONDS + EVALCTL_READY_TIMEOUT))\n");
   if (ex.num_instances == 1) {
-    absl::StrAppend(out, "evalctl_wait_ready ", "\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"",
-                    ShellQuote(plan.health_path), " || exit\n\n");
+    absl::StrAppend(out, "evalctl_wait_ready ",
+                    "\"http://127.0.0.1:${EVALCTL_SERVER_PORT}\"", ShellQuote(plan.health_path),
+                    " || exit\n\n");
     return;
   }
-  absl::StrAppend(out, "evalctl_urls=()\n",
-                  "for evalctl_head in \"${EVALCTL_INSTANCE_HEADS[@]}\"; do\n",
-                  "  evalctl_urls+=(\"http://${evalctl_head}:${EVALCTL_SERVER_PORT}\"",
-                  ShellQuote(plan.health_path), ")\n", "done\n",
-                  "evalctl_wait_ready \"${evalctl_urls[@]}\" || exit\n\n");
+  absl::StrAppend(
+      out, "evalctl_urls=()\n", "for evalctl_head in \"${EVALCTL_INSTANCE_HEADS[@]}\"; do\n",
+      "  evalctl_urls+=(\"http://${evalctl_head}:${EVALCTL_SERVER_PORT}\"", ShellQuote(plan.health_path),
+      ")\n", "done\n", "evalctl_wait_ready \"${evalctl_urls[@]}\" || exit\n\n");
 
   // Load balancer.
   const Execution::Proxy& proxy = ex.proxy;
