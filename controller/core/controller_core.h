@@ -8,16 +8,14 @@
 // Secrets: values from the user's environment reach the agent inside SubmitTask and are held in
 // memory only until the agent confirms it journaled the task. The Store never sees them.
 //
-// Submissions flow to an agent through a window: at most `submit_window` SubmitTasks are on its
-// stream without an answer. The others wait as task ids (with their secrets) and are read back
-// from the Store when the window has room, so a 10,000-task invocation never holds 10,000
-// rendered jobs in memory, and the lock is never held for more than a window's worth of
-// messages. Cancels keep their order behind the SubmitTask of the same task.
+// It is the invocation service; the agent side lives in its parts (see docs/architecture.md):
+//   AgentRegistry  agents, routing, held submissions and their window, commands and answers
+//   EventIngest    agents' event batches into the store
+//   WatchHub       who waits for new events
 //
-// Locks: `mu_` guards the agents, the held tasks, the windows and the pending commands;
-// `apply_mu_` serialises event application (taken before `mu_`, never after); `listeners_mu_`
-// is a leaf. The window's store reads happen outside `mu_`; sends to an agent's link happen under
-// it (AgentLink::Send serialises and queues, never blocks), at most a window's worth at a time.
+// Locks: ControllerCore itself has none. EventIngest's lock is taken before AgentRegistry's;
+// AgentRegistry's and WatchHub's are leaves. No lock is held while the store is written or a
+// message is serialised for an agent.
 //
 // Thread-safe. Calls may do disk I/O (SQLite): the gRPC layer runs them on a worker pool.
 #pragma once
@@ -34,8 +32,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "controller/core/agent_registry.h"
 #include "controller/core/core_metrics.h"
+#include "controller/core/event_ingest.h"
 #include "controller/core/store.h"
+#include "controller/core/watch_hub.h"
 #include "evalctl/v1/agent_service.pb.h"
 #include "evalctl/v1/eval_service.pb.h"
 
@@ -48,13 +49,6 @@ struct Caller {
   // When the caller's token expires (InfiniteFuture: never, or no token): what it creates may not
   // outlive it.
   absl::Time token_expires = absl::InfiniteFuture();
-};
-
-// The controller's end of one agent's stream. Send queues and never blocks.
-class AgentLink {
- public:
-  virtual ~AgentLink() = default;
-  virtual void Send(v1::ControllerMessage message) = 0;
 };
 
 struct ControllerOptions {
@@ -133,83 +127,19 @@ class ControllerCore {
   void Tick();
 
  private:
-  struct AgentState {
-    v1::Cluster cluster;
-    AgentLink* link = nullptr;
-    uint64_t last_applied = 0;
-    absl::Time disconnected_at = absl::InfiniteFuture();
-    // Tasks whose SubmitTask waits for room in the window, oldest first (an id whose
-    // Undelivered is no longer `queued` is skipped).
-    std::deque<std::string> submit_queue;
-    // SubmitTasks taken from the queue and being read back from the store, and those written to
-    // the current stream and not yet answered: together at most submit_window.
-    int submits_taken = 0;
-    int submits_on_stream = 0;
-  };
-  // A task not yet confirmed by its agent: the secret values of its SubmitTask, in the order of
-  // its env (the store has the rest; none for a task read back after a controller restart), and
-  // how long it may wait for a disconnected agent.
-  struct Undelivered {
-    std::vector<std::string> secrets;
-    absl::Time deadline;
-    // A SubmitTask was written to one of the agent's streams: the agent may hold the task, and
-    // only it can cancel it.
-    bool ever_sent = false;
-    // Written to the current stream (a reconnect sends it again).
-    bool on_stream = false;
-    // In submit_queue, waiting for the window.
-    bool queued = false;
-    // A cancel that must follow the SubmitTask still to be (re)sent.
-    bool cancel_after = false;
-  };
-  enum class CommandKind { kSubmit, kCancel, kResume, kReadLog };
-  struct PendingCommand {
-    std::string agent_id;
-    std::string task_id;
-    CommandKind kind;
-    LogCallback log_done;
-  };
-
   absl::StatusOr<std::string> ResolveInvocation(const Caller& caller, const std::string& prefix);
   absl::StatusOr<std::vector<StoredTask>> ResolveTasks(const Caller& caller, const std::string& id,
                                                        std::string* invocation_id);
   absl::Status CheckAccess(const Caller& caller, const std::string& invocation_id);
-  // Picks the agent for (hostname, username); UNAVAILABLE with the list of clusters otherwise.
-  absl::StatusOr<std::string> Route(const std::string& hostname, const std::string& username)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records the command as pending and writes it to the agent's stream if it is connected;
-  // returns whether it was written.
-  bool SendCommand(const std::string& agent_id, v1::Command command, PendingCommand pending)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues the task's SubmitTask for the agent's window (once).
-  void QueueSubmitLocked(const std::string& agent_id, const std::string& task_id,
-                         Undelivered& held) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sends queued SubmitTasks while the agent's window has room, reading them from the store.
-  void PumpSubmits(const std::string& agent_id) ABSL_LOCKS_EXCLUDED(mu_);
-  void NotifyListeners();
   absl::Status FailTask(StoredTask task, const std::string& reason, EndReason why);
-  // Reports connected agents per cluster to metrics_.
-  void ReportConnectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  ControllerOptions options_;
-  Store* store_;
-  Clock* clock_;
-  CoreMetrics* metrics_;
-
-  absl::Mutex mu_;
-  std::map<std::string, AgentState> agents_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::map<std::string, Undelivered>> undelivered_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, PendingCommand> pending_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_command_id_ ABSL_GUARDED_BY(mu_) = 1;
-  // Serialises event application per agent (one stream, one applier).
-  absl::Mutex apply_mu_;
-
-  absl::Mutex listeners_mu_;
-  std::map<int64_t, std::function<void()>> listeners_ ABSL_GUARDED_BY(listeners_mu_);
-  int64_t next_listener_ ABSL_GUARDED_BY(listeners_mu_) = 1;
+  const ControllerOptions options_;
+  Store* const store_;
+  Clock* const clock_;
+  CoreMetrics* const metrics_;
+  WatchHub watchers_;
+  AgentRegistry agents_;
+  EventIngest ingest_;
 };
-
-// Applies an agent's snapshot event to the stored task (state, phase, progress, attempt, ...).
-void ApplyEventToTask(const v1::TaskEvent& event, v1::Task& task);
 
 }  // namespace evalctl::controller
