@@ -44,11 +44,6 @@ std::string ResumeReasonName(v1::ResumeReason reason) {
   return EnumWord(v1::ResumeReason_Name(reason), "RESUME_REASON_");
 }
 
-bool IsTerminal(v1::TaskState state) {
-  return state == v1::TASK_STATE_SUCCEEDED || state == v1::TASK_STATE_FAILED ||
-         state == v1::TASK_STATE_CANCELLED || state == v1::TASK_STATE_BUDGET_EXHAUSTED;
-}
-
 std::string DisplayState(const v1::Task& task) {
   if (task.cancel_requested() && !IsTerminal(task.state())) return "cancelling";
   return StateName(task.state());

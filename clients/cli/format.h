@@ -16,6 +16,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/task_vocabulary.h"
 #include "evalctl/v1/eval_service.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -31,7 +32,6 @@ std::string PhaseName(v1::Phase phase);
 std::string EventKindName(v1::TaskEvent::Kind kind);
 // "timeout", "manual"; "-" for unspecified.
 std::string ResumeReasonName(v1::ResumeReason reason);
-bool IsTerminal(v1::TaskState state);
 
 // The state as a user reads it: "cancelling" while a cancel is not yet confirmed.
 std::string DisplayState(const v1::Task& task);

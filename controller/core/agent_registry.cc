@@ -72,7 +72,8 @@ absl::StatusOr<AgentRegistry::Route> AgentRegistry::RouteTo(const std::string& h
   return absl::UnavailableError(absl::StrCat(
       "no evalctl-agent serves cluster \"", hostname, "\" for user ", username,
       "; connected clusters: ", connected.empty() ? "none" : absl::StrJoin(connected, ", "),
-      ". Install one with `evalctl cluster install ", hostname, "`, or check execution.hostname "
+      ". Install one with `evalctl cluster install ", hostname,
+      "`, or check execution.hostname "
       "and execution.username"));
 }
 
@@ -94,8 +95,7 @@ std::string AgentRegistry::ClusterName(const std::string& agent_id) {
 
 // ---------------------------------------------------------------- commands
 
-bool AgentRegistry::CommandLocked(const std::string& agent_id, v1::Command command,
-                                  Answer answer) {
+bool AgentRegistry::CommandLocked(const std::string& agent_id, v1::Command command, Answer answer) {
   const uint64_t id = next_command_id_++;
   command.set_command_id(id);
   pending_[id] = Pending{agent_id, std::move(answer)};
@@ -244,8 +244,8 @@ void AgentRegistry::PumpSubmits(const std::string& agent_id) {
         Held& u = h->second;
         if (!stored[i].ok() || IsTerminal(stored[i]->task.state()) || stored[i]->accepted) {
           if (!stored[i].ok()) {
-            LOG(ERROR) << "task=" << taken[i] << " cannot be read for its agent: "
-                       << stored[i].status();
+            LOG(ERROR) << "task=" << taken[i]
+                       << " cannot be read for its agent: " << stored[i].status();
           } else if (u.cancel_after && !IsTerminal(stored[i]->task.state())) {
             // The agent has it already: the cancel needs no SubmitTask before it.
             CommandLocked(agent_id, CancelCommand(taken[i]), {Kind::kCancel, taken[i], nullptr});

@@ -33,8 +33,7 @@ void ApplyEventToTask(const v1::TaskEvent& event, v1::Task& task) {
   *task.mutable_updated_time() = event.time();
 }
 
-absl::StatusOr<uint64_t> EventIngest::Apply(const std::string& agent_id,
-                                            const v1::Events& events) {
+absl::StatusOr<uint64_t> EventIngest::Apply(const std::string& agent_id, const v1::Events& events) {
   absl::MutexLock apply(&mu_);
   std::optional<AgentRegistry::Applying> agent = agents_->BeginApply(agent_id);
   if (!agent) return absl::FailedPreconditionError("agent is not registered");
@@ -43,9 +42,9 @@ absl::StatusOr<uint64_t> EventIngest::Apply(const std::string& agent_id,
   std::map<std::string, size_t> index;  // task id → position in batch
   uint64_t highest = last_applied;
   std::optional<v1::ClusterHealth> health;
-  int fresh = 0;                          // events not applied before
+  int fresh = 0;                                              // events not applied before
   std::vector<std::pair<v1::TaskState, EndReason>> finished;  // endings in this batch
-  std::vector<v1::ResumeReason> resumed;  // resumed attempts in this batch
+  std::vector<v1::ResumeReason> resumed;                      // resumed attempts in this batch
   std::vector<AttemptTimes> attempt_times;  // attempts seen starting or ending for the first time
   for (const v1::AgentEvent& e : events.events()) {
     if (e.sequence() <= highest) continue;  // already applied (a replay) or out of order

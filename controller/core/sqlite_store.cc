@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "common/task_vocabulary.h"
 #include "google/protobuf/util/time_util.h"
 
 namespace evalctl::controller {
@@ -117,11 +118,6 @@ std::string BriefOf(const v1::Task& t) {
   b.set_cancel_requested(t.cancel_requested());
   SetAttemptSummary(t, b);
   return b.SerializeAsString();
-}
-
-bool IsTerminal(v1::TaskState s) {
-  return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED ||
-         s == v1::TASK_STATE_CANCELLED || s == v1::TASK_STATE_BUDGET_EXHAUSTED;
 }
 
 // Adds `n` tasks in `state` to the counts (states without a counter count as pending).

@@ -13,15 +13,11 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/task_vocabulary.h"
 #include "grpcpp/server_builder.h"
 
 namespace evalctl::client::testing {
 namespace {
-
-bool IsTerminal(v1::TaskState state) {
-  return state == v1::TASK_STATE_SUCCEEDED || state == v1::TASK_STATE_FAILED ||
-         state == v1::TASK_STATE_CANCELLED || state == v1::TASK_STATE_BUDGET_EXHAUSTED;
-}
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
   google::protobuf::Timestamp ts;
