@@ -21,6 +21,7 @@
 #include "clients/cli/cluster_commands.h"
 #include "clients/cli/dry_run.h"
 #include "clients/cli/settings.h"
+#include "clients/cli/grant_commands.h"
 #include "clients/cli/token_commands.h"
 #include "clients/cpp/client.h"
 #include "clients/cpp/config_source.h"
@@ -451,6 +452,8 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     std::vector<std::string> revoke_ids;
     token_revoke->add_option("ids", revoke_ids, "Token ids (as `evalctl token ls` shows them)")
         ->required();
+    GrantCommands grants;
+    grants.Register(app);
 
     try {
       std::vector<std::string> reversed(args.rbegin(), args.rend() - 1);
@@ -513,7 +516,9 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
     client::Client& c = **connected;
 
     absl::Status s;
-    if (run->parsed()) {
+    if (grants.parsed()) {
+      s = grants.Run(c, io);
+    } else if (run->parsed()) {
       absl::StatusOr<RunOutcome> outcome =
           RunCommand(c, *source, {.request_id = request_id, .wait = wait}, io);
       if (!outcome.ok()) return Report({outcome.status(), CodeFor(outcome.status())}, io);

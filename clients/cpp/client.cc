@@ -346,4 +346,19 @@ absl::StatusOr<v1::CreateEnrollmentTokenResponse> Client::CreateEnrollmentToken(
   return Unary(*admin_stub_, &v1::AdminService::Stub::CreateEnrollmentToken, request, call);
 }
 
+absl::StatusOr<v1::RunAsGrant> Client::GrantRunAs(const v1::GrantRunAsRequest& request,
+                                                  const CallOptions& call) {
+  return Unary(*admin_stub_, &v1::AdminService::Stub::GrantRunAs, request, call);
+}
+
+absl::StatusOr<v1::RunAsGrant> Client::RevokeRunAs(const v1::RevokeRunAsRequest& request,
+                                                   const CallOptions& call) {
+  return Unary(*admin_stub_, &v1::AdminService::Stub::RevokeRunAs, request, call);
+}
+
+absl::StatusOr<v1::ListRunAsGrantsResponse> Client::ListRunAsGrants(
+    const v1::ListRunAsGrantsRequest& request, const CallOptions& call) {
+  return Unary(*admin_stub_, &v1::AdminService::Stub::ListRunAsGrants, request, call);
+}
+
 }  // namespace evalctl::client

@@ -179,6 +179,12 @@ class Client {
                                                     const CallOptions& call = {});
   absl::StatusOr<v1::CreateEnrollmentTokenResponse> CreateEnrollmentToken(
       const v1::CreateEnrollmentTokenRequest& request, const CallOptions& call = {});
+  absl::StatusOr<v1::RunAsGrant> GrantRunAs(const v1::GrantRunAsRequest& request,
+                                            const CallOptions& call = {});
+  absl::StatusOr<v1::RunAsGrant> RevokeRunAs(const v1::RevokeRunAsRequest& request,
+                                             const CallOptions& call = {});
+  absl::StatusOr<v1::ListRunAsGrantsResponse> ListRunAsGrants(
+      const v1::ListRunAsGrantsRequest& request = {}, const CallOptions& call = {});
 
   // Server streams. The connection is established first (within ClientOptions::timeout), so an
   // unreachable controller fails here rather than in Next().

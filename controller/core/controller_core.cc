@@ -103,6 +103,15 @@ std::vector<std::string> TakeSecrets(v1::SubmitTask& submit) {
 
 }  // namespace
 
+absl::Status CheckRunAs(const Caller& caller, const std::string& unix_user, RunAsPolicy* policy) {
+  if (caller.admin || unix_user == caller.user) return absl::OkStatus();
+  if (policy != nullptr && policy->Granted(caller.user, unix_user)) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "user ", caller.user, " may not run jobs as the Unix user ", unix_user,
+      " (execution.username): jobs run as the Unix user of the same name, or as one an admin "
+      "granted (an admin runs: evalctl grant add ", caller.user, " ", unix_user, ")"));
+}
+
 CoreMetrics* NoMetrics() {
   static CoreMetrics kNoMetrics;
   return &kNoMetrics;
@@ -215,6 +224,7 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
         "execution.shared_deployment: true renders with `evalctl run --dry-run`, but agents do "
         "not run shared jobs yet; set it to false to submit");
   }
+  RETURN_IF_ERROR(CheckRunAs(caller, spec.execution.username, run_as_));
   const absl::Time now = clock_->Now();
   const std::string id = NewInvocationId();
   const std::string run_dir = config::InvocationRunDir(
@@ -238,10 +248,15 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
   record.set_run_dir(run_dir);
   record.set_resolved_config(spec.resolved_yaml);
 
-  // The secret values of each task's job, in the order of inv.tasks; the store gets the jobs
-  // without them. One copy of each rendered job exists: it goes to the store, then to the agent.
+  // The secret values of each task's job, in the order of spec.tasks; the store gets the jobs
+  // without them. Each task is rendered inside the store's transaction and written at once, so
+  // one rendered job at a time is in memory; the window reads them back for the agent.
   std::vector<std::vector<std::string>> secrets;
-  for (const config::TaskSpec& ts : spec.tasks) {
+  secrets.reserve(spec.tasks.size());
+  size_t next = 0;
+  inv.next_task = [&]() -> absl::StatusOr<std::optional<StoredTask>> {
+    if (next == spec.tasks.size()) return std::nullopt;
+    const config::TaskSpec& ts = spec.tasks[next++];
     ASSIGN_OR_RETURN(config::RenderedTaskJob job, config::RenderTaskJob(spec, ts, id, run_dir));
     v1::SubmitTask submit;
     submit.set_task_id(TaskId(id, ts.index));
@@ -250,6 +265,7 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     *submit.mutable_job() = ToProto(job, /*redact=*/false);
     *submit.mutable_resume_policy() = PolicyOf(spec.execution);
     submit.set_owner(caller.user);
+    submit.set_run_as(spec.execution.username);
     RETURN_IF_ERROR(CheckTaskSize(submit, ts));
     secrets.push_back(TakeSecrets(submit));
 
@@ -267,8 +283,8 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     *t.mutable_updated_time() = Ts(now);
     *t.mutable_resume_policy() = submit.resume_policy();
     stored.submit = std::move(submit);
-    inv.tasks.push_back(std::move(stored));
-  }
+    return stored;
+  };
   absl::Status created = store_->CreateInvocation(inv);
   if (absl::IsAlreadyExists(created)) {
     // A concurrent retry with the same request id won the race.
@@ -286,11 +302,10 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
             << " cluster=" << Esc(cluster.name()) << " agent=" << Esc(agent_id);
   // The rendered jobs are in the store now; the window reads them back from there.
   std::vector<std::pair<std::string, std::vector<std::string>>> held;
-  held.reserve(inv.tasks.size());
-  for (size_t i = 0; i < inv.tasks.size(); ++i) {
-    held.emplace_back(inv.tasks[i].task.id(), std::move(secrets[i]));
+  held.reserve(spec.tasks.size());
+  for (size_t i = 0; i < spec.tasks.size(); ++i) {
+    held.emplace_back(TaskId(id, spec.tasks[i].index), std::move(secrets[i]));
   }
-  std::vector<StoredTask>().swap(inv.tasks);
   agents_.HoldSubmissions(agent_id, std::move(held));
   watchers_.Notify();
   v1::SubmitInvocationResponse out;
@@ -452,6 +467,10 @@ absl::StatusOr<v1::ResumeInvocationResponse> ControllerCore::Resume(const Caller
                                                                     const std::string& id) {
   std::string inv;
   ASSIGN_OR_RETURN(std::vector<StoredTask> tasks, ResolveTasks(caller, id, &inv));
+  // A grant revoked since the submission stops resumes too.
+  ASSIGN_OR_RETURN(v1::Invocation record,
+                   store_->GetInvocation(inv, {.view = v1::INVOCATION_VIEW_SUMMARY}));
+  RETURN_IF_ERROR(CheckRunAs(caller, record.username(), run_as_));
   const bool single = absl::StrContains(id, '.');
   v1::ResumeInvocationResponse out;
   for (StoredTask& t : tasks) {

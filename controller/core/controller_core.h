@@ -51,6 +51,20 @@ struct Caller {
   absl::Time token_expires = absl::InfiniteFuture();
 };
 
+// Which Unix users a user's jobs may run as. A user runs as the Unix user of the same name; an
+// admin may grant more (a shared service account, for example). Admins run as any Unix user an
+// agent serves: they can create any user's token anyway. Without a policy (tests, or the
+// single-user insecure mode where every caller is an admin) only the same-name rule applies.
+class RunAsPolicy {
+ public:
+  virtual ~RunAsPolicy() = default;
+  // Whether an admin granted `user` the Unix account `unix_user`. Reads no disk.
+  virtual bool Granted(const std::string& user, const std::string& unix_user) = 0;
+};
+
+// PERMISSION_DENIED naming the user and the Unix account, unless the caller may run as it.
+absl::Status CheckRunAs(const Caller& caller, const std::string& unix_user, RunAsPolicy* policy);
+
 struct ControllerOptions {
   // How long tasks wait for a known but disconnected agent before they fail.
   absl::Duration agent_wait = absl::Minutes(10);
@@ -67,6 +81,10 @@ class ControllerCore {
   // `metrics` (optional, not owned) hears what the core does; see core_metrics.h.
   ControllerCore(ControllerOptions options, Store* store, Clock* clock,
                  CoreMetrics* metrics = nullptr);
+
+  // Grants of other Unix users than the caller's own name (not owned; may be null). Set before
+  // serving.
+  void set_run_as_policy(RunAsPolicy* policy) { run_as_ = policy; }
 
   // --- clients
   absl::StatusOr<v1::PlanInvocationResponse> Plan(const Caller& caller,
@@ -137,6 +155,7 @@ class ControllerCore {
   Store* const store_;
   Clock* const clock_;
   CoreMetrics* const metrics_;
+  RunAsPolicy* run_as_ = nullptr;
   WatchHub watchers_;
   AgentRegistry agents_;
   EventIngest ingest_;

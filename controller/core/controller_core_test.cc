@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -258,6 +259,47 @@ TEST_F(ControllerCoreTest, UsersSeeOnlyTheirOwnInvocations) {
   EXPECT_TRUE(core_->GetInvocation(Caller{"root", true}, r->invocation().id()).ok());
 }
 
+// The configuration runs as Unix user alice: alice may submit it; bob only with a grant; an admin
+// always. The SubmitTask names the Unix user, for the agent to check.
+TEST_F(ControllerCoreTest, UsersRunJobsOnlyAsThemselvesUnlessGranted) {
+  class Grants : public RunAsPolicy {
+   public:
+    bool Granted(const std::string& user, const std::string& unix_user) override {
+      return granted.count({user, unix_user}) > 0;
+    }
+    std::set<std::pair<std::string, std::string>> granted;
+  } grants;
+  core_->set_run_as_policy(&grants);
+  RecordingLink link;
+  Connect(link);
+  v1::SubmitInvocationRequest req;
+  req.set_request_id("req-bob");
+  req.mutable_config()->set_yaml(kConfig);
+  (*req.mutable_config()->mutable_environment())["MY_TOKEN"] = "x";
+  auto denied = core_->Submit(bob_, req);
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(denied.status().message(),
+              HasSubstr("user bob may not run jobs as the Unix user alice (execution.username)"));
+  EXPECT_THAT(link.Commands(v1::Command::kSubmitTask), IsEmpty());
+
+  grants.granted.insert({"bob", "alice"});
+  auto granted = core_->Submit(bob_, req);
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  auto submits = link.Commands(v1::Command::kSubmitTask);
+  ASSERT_FALSE(submits.empty());
+  EXPECT_EQ(submits[0].submit_task().run_as(), "alice");
+  EXPECT_EQ(submits[0].submit_task().owner(), "bob");
+
+  // Revoked: bob's resume of his invocation is refused too.
+  grants.granted.clear();
+  auto resume = core_->Resume(bob_, granted->invocation().id());
+  EXPECT_EQ(resume.status().code(), absl::StatusCode::kPermissionDenied);
+
+  req.set_request_id("req-admin");
+  EXPECT_TRUE(core_->Submit(Caller{"root", true}, req).ok());
+  EXPECT_TRUE(Submit("req-alice").ok());
+}
+
 TEST_F(ControllerCoreTest, CancelBeforeDeliveryAndAfter) {
   RecordingLink link;
   Connect(link);
@@ -300,6 +342,37 @@ TEST_F(ControllerCoreTest, ATaskTooLargeForTheAgentIsRefusedAtSubmission) {
   auto list = core_->List(alice_, {});
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->invocations_size(), 0);
+}
+
+// Tasks are rendered and written one at a time inside one transaction: a task that fails after
+// others were written leaves no trace of the invocation, and the same request can be sent again.
+TEST_F(ControllerCoreTest, ATaskThatFailsMidwayLeavesNoPartOfTheInvocation) {
+  RecordingLink link;
+  Connect(link);
+  std::string yaml(kConfig, std::string(kConfig).find("    - name: one"));
+  // Five values of 0.9 MiB each: every value is within the interpolation limit, the job is not.
+  absl::StrAppend(&yaml, "    - {name: small, command: echo}\n",
+                  "    - name: huge\n      command: echo\n      env_vars:\n");
+  for (int i = 0; i < 5; ++i) absl::StrAppend(&yaml, "        V", i, ": ${oc.env:BIG}\n");
+  v1::SubmitInvocationRequest req;
+  req.set_request_id("req-midway");
+  req.mutable_config()->set_yaml(yaml);
+  (*req.mutable_config()->mutable_environment())["MY_TOKEN"] = "s3cret";
+  (*req.mutable_config()->mutable_environment())["BIG"] = std::string(900 << 10, 'x');
+  auto r = core_->Submit(alice_, req);
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("evaluation.tasks[1] (huge): its job is "));
+  EXPECT_THAT(link.Commands(v1::Command::kSubmitTask), IsEmpty());
+  auto list = core_->List(alice_, {});
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->invocations_size(), 0);
+  EXPECT_EQ(core_->LastEventSequence(), 0u);
+
+  req.mutable_config()->set_yaml(ConfigWithTasks(2));
+  auto again = core_->Submit(alice_, req);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->duplicate());
+  EXPECT_EQ(again->invocation().tasks_size(), 2);
 }
 
 // A large submission goes to the agent a window at a time: each answer lets the next task out,

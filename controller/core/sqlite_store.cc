@@ -282,7 +282,8 @@ absl::Status SqliteStore::CreateInvocation(const NewInvocation& inv) {
                         .Bind(4, TimeUtil::TimestampToMilliseconds(copy.created_time()))
                         .BindBlob(5, copy.SerializeAsString())
                         .Run());
-    for (const StoredTask& t : inv.tasks) {
+    const auto put = [&](const StoredTask& t) -> absl::Status {
+      mu_.AssertHeld();
       RETURN_IF_ERROR(PutTask(t));
       v1::TaskEvent created;
       created.set_kind(v1::TaskEvent::KIND_STATE_CHANGED);
@@ -290,7 +291,13 @@ absl::Status SqliteStore::CreateInvocation(const NewInvocation& inv) {
       *created.mutable_time() = copy.created_time();
       created.set_state(t.task.state());
       created.set_reason(t.task.reason());
-      RETURN_IF_ERROR(AppendEvent(copy.id(), created).status());
+      return AppendEvent(copy.id(), created).status();
+    };
+    for (const StoredTask& t : inv.tasks) RETURN_IF_ERROR(put(t));
+    while (inv.next_task) {
+      ASSIGN_OR_RETURN(std::optional<StoredTask> t, inv.next_task());
+      if (!t) break;
+      RETURN_IF_ERROR(put(*t));
     }
     return absl::OkStatus();
   });

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -37,6 +38,10 @@ struct NewInvocation {
   std::string owner;
   std::string request_id;
   std::vector<StoredTask> tasks;
+  // Optional, after `tasks`: yields further tasks one at a time inside the transaction (nullopt:
+  // no more), so that a large invocation is never in memory as a whole; an error rolls the whole
+  // invocation back.
+  std::function<absl::StatusOr<std::optional<StoredTask>>()> next_task;
 };
 
 struct AppliedEvent {

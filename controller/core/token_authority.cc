@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS tokens (
   used          INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user);
+CREATE TABLE IF NOT EXISTS run_as_grants (
+  user        TEXT NOT NULL,
+  unix_user   TEXT NOT NULL,
+  granted_by  TEXT NOT NULL,
+  created_ms  INTEGER NOT NULL,
+  PRIMARY KEY (user, unix_user)
+);
 )sql";
 
 constexpr char kColumns[] =
@@ -125,6 +132,21 @@ absl::StatusOr<std::unique_ptr<TokenAuthority>> TokenAuthority::Open(const std::
 }
 
 absl::Status TokenAuthority::LoadEntries() {
+  {
+    ASSIGN_OR_RETURN(SqliteStatement st, db_->Prepare("SELECT user, unix_user, granted_by, "
+                                                      "created_ms FROM run_as_grants"));
+    grants_.clear();
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, st.Step());
+      if (!row) break;
+      v1::RunAsGrant g;
+      g.set_user(st.Text(0));
+      g.set_unix_user(st.Text(1));
+      g.set_granted_by(st.Text(2));
+      *g.mutable_created_time() = Ts(st.Int(3));
+      grants_[{g.user(), g.unix_user()}] = std::move(g);
+    }
+  }
   ASSIGN_OR_RETURN(SqliteStatement st,
                    db_->Prepare("SELECT token_id, secret_sha256, kind, user, admin, cluster, "
                                 "agent_id, expires_ms, revoked, used FROM tokens"));
@@ -380,6 +402,68 @@ absl::StatusOr<std::optional<IssuedToken>> TokenAuthority::BootstrapAdmin(const 
                                               .admin = true,
                                               .description = "first admin token"}));
   return std::optional<IssuedToken>(std::move(issued));
+}
+
+// ---------------------------------------------------------------- run-as grants
+
+absl::StatusOr<v1::RunAsGrant> TokenAuthority::GrantRunAs(const Caller& caller,
+                                                          const std::string& user,
+                                                          const std::string& unix_user) {
+  if (!caller.admin) return absl::PermissionDeniedError("only admins can grant run-as");
+  RETURN_IF_ERROR(CheckName("user", user));
+  RETURN_IF_ERROR(CheckName("unix_user", unix_user));
+  absl::MutexLock lock(&mu_);
+  if (auto it = grants_.find({user, unix_user}); it != grants_.end()) return it->second;
+  v1::RunAsGrant g;
+  g.set_user(user);
+  g.set_unix_user(unix_user);
+  g.set_granted_by(caller.user);
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
+  *g.mutable_created_time() = Ts(now_ms);
+  ASSIGN_OR_RETURN(SqliteStatement st,
+                   db_->Prepare("INSERT INTO run_as_grants (user, unix_user, granted_by, "
+                                "created_ms) VALUES (?, ?, ?, ?)"));
+  RETURN_IF_ERROR(st.Bind(1, user).Bind(2, unix_user).Bind(3, caller.user).Bind(4, now_ms).Run());
+  grants_[{user, unix_user}] = g;
+  return g;
+}
+
+absl::StatusOr<v1::RunAsGrant> TokenAuthority::RevokeRunAs(const Caller& caller,
+                                                           const std::string& user,
+                                                           const std::string& unix_user) {
+  if (!caller.admin) return absl::PermissionDeniedError("only admins can revoke run-as grants");
+  absl::MutexLock lock(&mu_);
+  auto it = grants_.find({user, unix_user});
+  if (it == grants_.end()) {
+    return absl::NotFoundError(absl::StrCat("user ", absl::CHexEscape(user),
+                                            " has no grant to run as ",
+                                            absl::CHexEscape(unix_user)));
+  }
+  ASSIGN_OR_RETURN(SqliteStatement st,
+                   db_->Prepare("DELETE FROM run_as_grants WHERE user = ? AND unix_user = ?"));
+  RETURN_IF_ERROR(st.Bind(1, user).Bind(2, unix_user).Run());
+  v1::RunAsGrant g = std::move(it->second);
+  grants_.erase(it);
+  return g;
+}
+
+absl::StatusOr<std::vector<v1::RunAsGrant>> TokenAuthority::ListRunAsGrants(
+    const Caller& caller, const std::string& user) {
+  const std::string who = user.empty() ? caller.user : user;
+  if (!caller.admin && who != caller.user) {
+    return absl::PermissionDeniedError("only admins can list other users' grants");
+  }
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::RunAsGrant> out;
+  for (const auto& [key, g] : grants_) {
+    if (who == "*" || key.first == who) out.push_back(g);
+  }
+  return out;
+}
+
+bool TokenAuthority::Granted(const std::string& user, const std::string& unix_user) {
+  absl::MutexLock lock(&mu_);
+  return grants_.count({user, unix_user}) > 0;
 }
 
 }  // namespace evalctl::controller

@@ -9,7 +9,9 @@
 // SQLite file (mode 0600) next to the controller's store, and in memory for Verify.
 //
 // The authorization rules of AdminService live here too: admins create tokens for anyone, users
-// create further user-role tokens for themselves, list and revoke their own.
+// create further user-role tokens for themselves, list and revoke their own. So do the run-as
+// grants (which Unix users besides their own a user's jobs may run as; see RunAsPolicy): admins
+// grant and revoke, users list their own; kept in the same file and in memory.
 //
 // Thread-safe.
 #pragma once
@@ -53,7 +55,7 @@ struct IssuedToken {
   std::string token;
 };
 
-class TokenAuthority {
+class TokenAuthority : public RunAsPolicy {
  public:
   // Opens (creating when missing, mode 0600) the token database at `path`.
   static absl::StatusOr<std::unique_ptr<TokenAuthority>> Open(const std::string& path,
@@ -70,6 +72,15 @@ class TokenAuthority {
                                                         const std::string& user);
   absl::StatusOr<IssuedToken> CreateEnrollmentToken(const Caller& caller,
                                                     const v1::CreateEnrollmentTokenRequest& req);
+
+  // Run-as grants (AdminService). Granting twice returns the existing grant.
+  absl::StatusOr<v1::RunAsGrant> GrantRunAs(const Caller& caller, const std::string& user,
+                                            const std::string& unix_user);
+  absl::StatusOr<v1::RunAsGrant> RevokeRunAs(const Caller& caller, const std::string& user,
+                                             const std::string& unix_user);
+  absl::StatusOr<std::vector<v1::RunAsGrant>> ListRunAsGrants(const Caller& caller,
+                                                              const std::string& user);
+  bool Granted(const std::string& user, const std::string& unix_user) override;
 
   // Consumes an enrollment token (it cannot be used again, even if this agent never stores its
   // credential) and issues the agent's credential for `enrollment.cluster` and `agent_id`.
@@ -108,6 +119,8 @@ class TokenAuthority {
   absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, Entry, std::less<>> entries_ ABSL_GUARDED_BY(mu_);
+  // (user, unix_user) → the grant.
+  std::map<std::pair<std::string, std::string>, v1::RunAsGrant> grants_ ABSL_GUARDED_BY(mu_);
   Clock* clock_;
 };
 

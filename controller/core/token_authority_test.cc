@@ -229,5 +229,39 @@ TEST_F(TokenAuthorityTest, TokensSurviveReopening) {
   EXPECT_TRUE(p->admin);
 }
 
+// Run-as grants: admins grant and revoke, users list their own, and grants outlive a restart.
+TEST_F(TokenAuthorityTest, RunAsGrantsAreAdminsToGiveAndSurviveARestart) {
+  EXPECT_FALSE(auth_->Granted("alice", "svc-eval"));
+  auto denied = auth_->GrantRunAs(alice_, "alice", "svc-eval");
+  EXPECT_EQ(denied.status().code(), absl::StatusCode::kPermissionDenied);
+  auto bad = auth_->GrantRunAs(admin_, "alice", "svc eval;rm");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  auto g = auth_->GrantRunAs(admin_, "alice", "svc-eval");
+  ASSERT_TRUE(g.ok()) << g.status();
+  EXPECT_EQ(g->granted_by(), "root");
+  EXPECT_TRUE(auth_->GrantRunAs(admin_, "alice", "svc-eval").ok());  // twice: the same grant
+  EXPECT_TRUE(auth_->Granted("alice", "svc-eval"));
+  EXPECT_FALSE(auth_->Granted("bob", "svc-eval"));
+
+  auto mine = auth_->ListRunAsGrants(alice_, "");
+  ASSERT_TRUE(mine.ok());
+  ASSERT_THAT(*mine, SizeIs(1));
+  EXPECT_EQ((*mine)[0].unix_user(), "svc-eval");
+  EXPECT_EQ(auth_->ListRunAsGrants(alice_, "*").status().code(),
+            absl::StatusCode::kPermissionDenied);
+
+  auth_.reset();
+  auto reopened = TokenAuthority::Open((dir_ / "auth.db").string(), &clock_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auth_ = *std::move(reopened);
+  EXPECT_TRUE(auth_->Granted("alice", "svc-eval"));
+  EXPECT_EQ(auth_->RevokeRunAs(alice_, "alice", "svc-eval").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(auth_->RevokeRunAs(admin_, "alice", "svc-eval").ok());
+  EXPECT_FALSE(auth_->Granted("alice", "svc-eval"));
+  EXPECT_EQ(auth_->RevokeRunAs(admin_, "alice", "svc-eval").status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace evalctl::controller

@@ -74,4 +74,36 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateEnrollmentToken(
   });
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::GrantRunAs(grpc::CallbackServerContext* ctx,
+                                                       const v1::GrantRunAsRequest* req,
+                                                       v1::RunAsGrant* resp) {
+  return Unary(ctx, "GrantRunAs", [this, req, resp](const Caller& c) -> absl::Status {
+    RETURN_IF_ERROR(Reply(tokens_->GrantRunAs(c, req->user(), req->unix_user()), resp));
+    LOG(INFO) << "user=" << c.user << " granted " << resp->user() << " to run as Unix user "
+              << resp->unix_user();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::RevokeRunAs(grpc::CallbackServerContext* ctx,
+                                                        const v1::RevokeRunAsRequest* req,
+                                                        v1::RunAsGrant* resp) {
+  return Unary(ctx, "RevokeRunAs", [this, req, resp](const Caller& c) -> absl::Status {
+    RETURN_IF_ERROR(Reply(tokens_->RevokeRunAs(c, req->user(), req->unix_user()), resp));
+    LOG(INFO) << "user=" << c.user << " revoked " << resp->user() << "'s grant to run as "
+              << resp->unix_user();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListRunAsGrants(
+    grpc::CallbackServerContext* ctx, const v1::ListRunAsGrantsRequest* req,
+    v1::ListRunAsGrantsResponse* resp) {
+  return Unary(ctx, "ListRunAsGrants", [this, req, resp](const Caller& c) -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<v1::RunAsGrant> grants, tokens_->ListRunAsGrants(c, req->user()));
+    for (v1::RunAsGrant& g : grants) *resp->add_grants() = std::move(g);
+    return absl::OkStatus();
+  });
+}
+
 }  // namespace evalctl::controller

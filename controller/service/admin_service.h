@@ -34,6 +34,15 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* CreateEnrollmentToken(grpc::CallbackServerContext* ctx,
                                                   const v1::CreateEnrollmentTokenRequest* req,
                                                   v1::CreateEnrollmentTokenResponse* resp) override;
+  grpc::ServerUnaryReactor* GrantRunAs(grpc::CallbackServerContext* ctx,
+                                       const v1::GrantRunAsRequest* req,
+                                       v1::RunAsGrant* resp) override;
+  grpc::ServerUnaryReactor* RevokeRunAs(grpc::CallbackServerContext* ctx,
+                                        const v1::RevokeRunAsRequest* req,
+                                        v1::RunAsGrant* resp) override;
+  grpc::ServerUnaryReactor* ListRunAsGrants(grpc::CallbackServerContext* ctx,
+                                            const v1::ListRunAsGrantsRequest* req,
+                                            v1::ListRunAsGrantsResponse* resp) override;
 
  private:
   template <typename Fn>

@@ -183,6 +183,7 @@ int main(int argc, char** argv) {
       }
     }
     auth = std::make_unique<evalctl::controller::TokenAuthenticator>(tokens.get());
+    core.set_run_as_policy(tokens.get());
   }
   evalctl::controller::EvalServiceImpl eval_service(&core, auth.get(), &pool, &metrics);
   evalctl::controller::AgentServiceImpl agent_service(&core, auth.get(), tokens.get(), &pool,

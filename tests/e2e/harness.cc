@@ -84,13 +84,6 @@ std::string Quote(absl::string_view s) {
   return out;
 }
 
-std::string CurrentUser() {
-  auto r = RunSubprocess({.argv = {"id", "-un"}, .timeout = absl::Seconds(10)});
-  if (r.ok() && r->ok()) return std::string(absl::StripAsciiWhitespace(r->stdout_data));
-  const char* user = std::getenv("USER");
-  return user != nullptr ? user : "root";
-}
-
 absl::Time ParseSlurmTime(absl::string_view text) {
   absl::Time t;
   std::string err;
@@ -135,6 +128,13 @@ std::vector<SacctRecord> Sacct(std::vector<std::string> selection) {
 void Sleep(absl::Duration d) { absl::SleepFor(d); }
 
 }  // namespace
+
+std::string CurrentUser() {
+  auto r = RunSubprocess({.argv = {"id", "-un"}, .timeout = absl::Seconds(10)});
+  if (r.ok() && r->ok()) return std::string(absl::StripAsciiWhitespace(r->stdout_data));
+  const char* user = std::getenv("USER");
+  return user != nullptr ? user : "root";
+}
 
 // ---------------------------------------------------------------- ChildProcess
 

@@ -297,6 +297,8 @@ void ForEachFile(const std::string& dir, const std::function<bool(const std::str
 std::vector<std::string> FilesContaining(const std::string& dir, const std::string& needle,
                                          const std::function<bool(const std::string&)>& skip = {});
 std::string ReadFileOrEmpty(const std::string& path);
+// The Unix user running the tests (`id -un`).
+std::string CurrentUser();
 
 const v1::Task* TaskNamed(const v1::Invocation& inv, const std::string& name);
 absl::Time ToTime(const google::protobuf::Timestamp& ts);

@@ -380,9 +380,28 @@ TEST_F(SecureTest, TokensDecideWhoSeesWhat) {
     EXPECT_THAT(s.message(), HasSubstr("only admins can create enrollment tokens"));
   }
 
-  // --- alice's invocation
+  // --- alice's invocation. Its jobs run as the Unix user running the tests, not "alice": she may
+  // submit it once an admin granted her that account.
   RunConfig config;
   config.tasks.push_back({.name = "alices-task", .command = SucceedingCommand("alices-task", 4)});
+  const std::string unix_user = CurrentUser();
+  s = StatusOf(SubmitAs(*alice, config));
+  EXPECT_EQ(s.code(), kPermissionDenied) << s;
+  EXPECT_THAT(s.message(), HasSubstr(absl::StrCat("user alice may not run jobs as the Unix user ",
+                                                  unix_user, " (execution.username)")));
+  CliResult grant_denied =
+      env_.Cli({"grant", "add", "alice", unix_user}, {{"EVALCTL_TOKEN", alice_token}});
+  EXPECT_EQ(grant_denied.exit_code, 1);
+  EXPECT_THAT(grant_denied.err, HasSubstr("only admins can grant run-as"));
+  CliResult granted = env_.Cli({"grant", "add", "alice", unix_user});
+  ASSERT_EQ(granted.exit_code, 0) << granted.err;
+  EXPECT_THAT(granted.out, HasSubstr("alice may run jobs as the Unix user " + unix_user));
+  CliResult her_grants = env_.Cli({"grant", "ls", "--json"}, {{"EVALCTL_TOKEN", alice_token}});
+  ASSERT_EQ(her_grants.exit_code, 0) << her_grants.err;
+  EXPECT_THAT(her_grants.out, HasSubstr("\"unix_user\": \"" + unix_user + "\""));
+  CliResult bobs_grants = env_.Cli({"grant", "ls"}, {{"EVALCTL_TOKEN", bob_token}});
+  ASSERT_EQ(bobs_grants.exit_code, 0) << bobs_grants.err;
+  EXPECT_THAT(bobs_grants.out, HasSubstr("No grants"));
   auto submitted = SubmitAs(*alice, config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
@@ -528,6 +547,16 @@ TEST_F(SecureTest, TokensDecideWhoSeesWhat) {
     EXPECT_THAT(FilesContaining(env_.controller_state_dir(), secret_part), IsEmpty());
     EXPECT_FALSE(absl::StrContains(ReadFileOrEmpty(env_.controller_log()), secret_part));
   }
+
+  // --- a revoked grant stops alice's next submission (and her resumes), at once
+  CliResult ungrant = env_.Cli({"grant", "revoke", "alice", unix_user});
+  ASSERT_EQ(ungrant.exit_code, 0) << ungrant.err;
+  s = StatusOf(SubmitAs(*alice, config));
+  EXPECT_EQ(s.code(), kPermissionDenied) << s;
+  v1::ResumeInvocationRequest resume_hers;
+  resume_hers.set_id(id);
+  s = StatusOf(alice->ResumeInvocation(resume_hers));
+  EXPECT_EQ(s.code(), kPermissionDenied) << s;
 
   // --- revocation takes effect at the next call; bob cannot revoke alice's token
   v1::RevokeTokenRequest revoke_alice;
