@@ -161,10 +161,15 @@ CLI::App* Command(CLI::App& parent, const std::string& name, const std::string& 
   return sub;
 }
 
-// A fresh enrollment token for `cluster`, for `cluster install` on a controller with TLS.
-absl::StatusOr<std::string> EnrollmentToken(client::Client& client, const std::string& cluster) {
+// A fresh enrollment token for the agent of `unix_user` on `cluster`, for `cluster install` on a
+// controller with TLS.
+absl::StatusOr<std::string> EnrollmentToken(client::Client& client, const std::string& cluster,
+                                            const std::string& unix_user,
+                                            const std::vector<std::string>& aliases) {
   v1::CreateEnrollmentTokenRequest request;
   request.set_cluster(cluster);
+  request.set_unix_user(unix_user);
+  for (const std::string& a : aliases) request.add_aliases(a);
   absl::StatusOr<v1::CreateEnrollmentTokenResponse> response =
       client.CreateEnrollmentToken(request);
   if (!response.ok()) {
@@ -409,11 +414,18 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
         *cluster, "enroll",
         "Create a one-time token with which a new agent of CLUSTER gets its own credential "
         "(admins)",
-        "evalctl cluster enroll eos --output eos.token");
+        "evalctl cluster enroll eos --unix-user alice --output eos.token");
     ClusterEnrollOptions enroll_options;
     std::string enroll_ttl;
     cluster_enroll->add_option("cluster", enroll_options.cluster, "The cluster's name")
         ->required();
+    cluster_enroll
+        ->add_option("--unix-user", enroll_options.unix_user,
+                     "The Unix user the agent runs as: it runs that user's jobs, and may claim no "
+                     "other")
+        ->required();
+    cluster_enroll->add_option("--alias", enroll_options.aliases,
+                               "Another host name of the cluster (repeatable)");
     cluster_enroll->add_option("--ttl", enroll_ttl, "How long it may be used (default: 1h)");
     cluster_enroll->add_option("--output,-O", enroll_options.output,
                                "Write it to this new 0600 file instead of standard output");
@@ -584,8 +596,9 @@ int RunApp(const std::vector<std::string>& args, const Io& io) {
       if (!flags.ca_cert.empty()) {
         // A controller with TLS admits agents by enrollment token.
         install_options.agent.tls_ca_file = flags.ca_cert;
-        install_options.agent.enroll = [&c](const std::string& name) {
-          return EnrollmentToken(c, name);
+        install_options.agent.enroll = [&c](const std::string& name, const std::string& user,
+                                            const std::vector<std::string>& aliases) {
+          return EnrollmentToken(c, name, user, aliases);
         };
       }
       if (!token_file.empty()) {

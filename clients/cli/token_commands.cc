@@ -52,6 +52,8 @@ nlohmann::json ToJson(const v1::TokenInfo& t, absl::Time now) {
                                                           : nlohmann::json(nullptr)}};
   if (!t.cluster().empty()) j["cluster"] = t.cluster();
   if (!t.agent_id().empty()) j["agent_id"] = t.agent_id();
+  if (!t.unix_user().empty()) j["unix_user"] = t.unix_user();
+  if (t.aliases_size() > 0) j["aliases"] = std::vector<std::string>(t.aliases().begin(), t.aliases().end());
   return j;
 }
 
@@ -130,6 +132,7 @@ absl::Status TokenLsCommand(client::Client& client, const TokenLsOptions& option
                "Description"});
   for (const v1::TokenInfo& t : response.tokens()) {
     std::string cluster = t.cluster();
+    if (!t.unix_user().empty()) cluster = absl::StrCat(t.unix_user(), "@", cluster);
     if (!t.agent_id().empty()) absl::StrAppend(&cluster, " (agent ", t.agent_id(), ")");
     table.AddRow({t.token_id(), KindName(t.kind()), Cell(t.user()), RoleName(t), Cell(cluster),
                   TokenState(t, now), FormatTimestamp(t.created_time(), io.tz), Expiry(t, io),
@@ -155,13 +158,16 @@ absl::Status ClusterEnrollCommand(client::Client& client, const ClusterEnrollOpt
                                   const Io& io) {
   v1::CreateEnrollmentTokenRequest request;
   request.set_cluster(options.cluster);
+  request.set_unix_user(options.unix_user);
+  for (const std::string& a : options.aliases) request.add_aliases(a);
   if (options.ttl > absl::ZeroDuration() && options.ttl != absl::InfiniteDuration()) {
     request.set_ttl_seconds(std::max<int64_t>(1, absl::ToInt64Seconds(options.ttl)));
   }
   ASSIGN_OR_RETURN(v1::CreateEnrollmentTokenResponse response,
                    client.CreateEnrollmentToken(request));
   return HandOut(response.token(), options.output,
-                 absl::StrCat("Enrollment token ", response.info().token_id(), " for cluster ",
+                 absl::StrCat("Enrollment token ", response.info().token_id(),
+                              " for the agent of ", options.unix_user, " on cluster ",
                               options.cluster, ", valid once until ",
                               FormatTimestamp(response.expire_time(), io.tz),
                               ". Start the agent with --token-file pointing at it; the agent "

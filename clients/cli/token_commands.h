@@ -44,10 +44,12 @@ absl::Status TokenLsCommand(client::Client& client, const TokenLsOptions& option
 absl::Status TokenRevokeCommand(client::Client& client, const std::vector<std::string>& ids,
                                 const Io& io);
 
-// `evalctl cluster enroll CLUSTER [--ttl T] [--output FILE]`: a one-time token with which an agent
+// `evalctl cluster enroll CLUSTER --unix-user U [--alias A]... [--ttl T] [--output FILE]`: a one-time token with which an agent
 // of CLUSTER obtains its own credential at its first connection (`evalctl-agent --token-file`).
 struct ClusterEnrollOptions {
   std::string cluster;
+  std::string unix_user;
+  std::vector<std::string> aliases;
   // Zero: the controller's default (one hour).
   absl::Duration ttl = absl::ZeroDuration();
   std::string output;

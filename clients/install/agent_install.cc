@@ -1,5 +1,6 @@
 #include "clients/install/agent_install.h"
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/ascii.h"
@@ -137,6 +138,7 @@ absl::StatusOr<InstalledAgent> InstallAgent(ssh::RemoteHost& host,
           absl::StrCat("set -e; d=", RemotePathExpr(o.remote_dir),
                        "; mkdir -p \"$d/bin\" \"$d/state\"; chmod 700 \"$d\" \"$d/state\"; "
                        "cd \"$d\"; echo \"dir=$(pwd -P)\"; echo \"home=$HOME\"; "
+                       "echo \"user=$(id -un)\"; "
                        "echo \"host=$(hostname -s 2>/dev/null || hostname)\"; "
                        "if [ -f agentctl ]; then echo previous=yes; fi; "
                        "echo \"systemd=$(systemctl --user is-system-running 2>/dev/null || true)\"")));
@@ -152,7 +154,17 @@ absl::StatusOr<InstalledAgent> InstallAgent(ssh::RemoteHost& host,
     return absl::InvalidArgumentError("cannot tell the cluster's name: pass --cluster");
   }
   if (o.enrollment_token.empty() && !o.tls_ca_file.empty() && o.enroll) {
-    absl::StatusOr<std::string> token = o.enroll(o.cluster);
+    if (facts["user"].empty()) {
+      return absl::InternalError(absl::StrCat("cannot tell the Unix user on ", host.Describe(),
+                                              " (`id -un` printed nothing)"));
+    }
+    // What the agent will claim: the aliases given, and its host's short name.
+    std::vector<std::string> aliases = o.aliases;
+    if (!facts["host"].empty() &&
+        std::find(aliases.begin(), aliases.end(), facts["host"]) == aliases.end()) {
+      aliases.push_back(facts["host"]);
+    }
+    absl::StatusOr<std::string> token = o.enroll(o.cluster, facts["user"], aliases);
     if (!token.ok()) {
       return Annotate(token.status(), absl::StrCat("enrolling the agent of cluster ", o.cluster));
     }

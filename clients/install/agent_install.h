@@ -63,9 +63,13 @@ struct AgentInstallOptions {
   std::string tls_key_file;
   // One-time enrollment token, uploaded as `token` (0600) and passed as --token-file.
   std::string enrollment_token;
-  // With TLS and no `enrollment_token`: called with the cluster's name once it is known, returns
-  // a fresh enrollment token for it (e.g. from the controller's CreateEnrollmentToken).
-  std::function<absl::StatusOr<std::string>(const std::string& cluster)> enroll;
+  // With TLS and no `enrollment_token`: called once the cluster's name and the remote Unix user
+  // are known, returns a fresh enrollment token for an agent of that user on that cluster, with
+  // `aliases` (e.g. from the controller's CreateEnrollmentToken).
+  std::function<absl::StatusOr<std::string>(const std::string& cluster,
+                                            const std::string& unix_user,
+                                            const std::vector<std::string>& aliases)>
+      enroll;
   // The agent's environment (e.g. SLURM_CONF), written to agent.env (0600).
   std::vector<std::pair<std::string, std::string>> env;
   // More agent arguments, appended as they are.

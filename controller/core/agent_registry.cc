@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/logging.h"
+#include "common/status_macros.h"
 #include "common/task_vocabulary.h"
 
 namespace evalctl::controller {
@@ -290,13 +291,33 @@ void AgentRegistry::PumpSubmits(const std::string& agent_id) {
 
 // ---------------------------------------------------------------- the agent's stream
 
-void AgentRegistry::Connected(v1::Cluster cluster, AgentLink* link, uint64_t last_applied,
-                              const std::vector<StoredTask>& unaccepted,
-                              const std::vector<StoredTask>& cancelling) {
+absl::Status AgentRegistry::CheckSole(const v1::Cluster& cluster) {
+  absl::MutexLock lock(&mu_);
+  return CheckSoleLocked(cluster);
+}
+
+absl::Status AgentRegistry::CheckSoleLocked(const v1::Cluster& cluster) {
+  for (const auto& [id, a] : agents_) {
+    if (id == cluster.agent_id() || a.link == nullptr || a.cluster.name() != cluster.name() ||
+        a.cluster.unix_user() != cluster.unix_user()) {
+      continue;
+    }
+    return absl::FailedPreconditionError(absl::StrCat(
+        "agent ", Esc(id), " already serves cluster ", Esc(cluster.name()), " for Unix user ",
+        Esc(cluster.unix_user()), "; one agent per cluster and user: stop that one first "
+        "(evalctl cluster ls shows it), and this one takes over when it connects again"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AgentRegistry::Connected(v1::Cluster cluster, AgentLink* link, uint64_t last_applied,
+                                      const std::vector<StoredTask>& unaccepted,
+                                      const std::vector<StoredTask>& cancelling) {
   const std::string agent_id = cluster.agent_id();
   std::vector<LogCallback> failed_reads;
   {
     absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(CheckSoleLocked(cluster));
     Agent& a = agents_[agent_id];
     if (a.link != nullptr && a.link != link) {
       LOG(WARNING) << "agent=" << Esc(agent_id) << " connected again; the older stream is replaced";
@@ -344,6 +365,7 @@ void AgentRegistry::Connected(v1::Cluster cluster, AgentLink* link, uint64_t las
   for (auto& done : failed_reads) done(absl::UnavailableError("the agent reconnected; read again"));
   Flush(agent_id);
   PumpSubmits(agent_id);
+  return absl::OkStatus();
 }
 
 void AgentRegistry::Disconnected(const std::string& agent_id, AgentLink* link) {

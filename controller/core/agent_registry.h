@@ -83,9 +83,14 @@ class AgentRegistry {
   void ReadLog(const std::string& agent_id, v1::ReadLog request, LogCallback done);
 
   // --- the agent's stream
-  // Registers the stream; what the agent has not confirmed (`unaccepted`, oldest first) goes
-  // through the window again, and pending cancels (`cancelling`) are sent again.
-  void Connected(v1::Cluster cluster, AgentLink* link, uint64_t last_applied,
+  // One agent serves a (cluster, Unix user) at a time: FAILED_PRECONDITION, naming the one that
+  // does, when another agent for the same pair is connected. (The same agent id reconnecting
+  // replaces its older stream.)
+  absl::Status CheckSole(const v1::Cluster& cluster);
+  // Registers the stream (after the same check); what the agent has not confirmed (`unaccepted`,
+  // oldest first) goes through the window again, and pending cancels (`cancelling`) are sent
+  // again.
+  absl::Status Connected(v1::Cluster cluster, AgentLink* link, uint64_t last_applied,
                  const std::vector<StoredTask>& unaccepted,
                  const std::vector<StoredTask>& cancelling);
   void Disconnected(const std::string& agent_id, AgentLink* link);
@@ -166,6 +171,7 @@ class AgentRegistry {
   // Sends queued SubmitTasks while the agent's window has room, reading them from the store.
   void PumpSubmits(const std::string& agent_id) ABSL_LOCKS_EXCLUDED(mu_);
   void ReportConnectedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckSoleLocked(const v1::Cluster& cluster) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   Store* const store_;

@@ -604,6 +604,7 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
   cluster.set_connected(true);
   cluster.set_slurm_reachable(true);
   *cluster.mutable_last_seen() = Ts(clock_->Now());
+  RETURN_IF_ERROR(agents_.CheckSole(cluster));
   RETURN_IF_ERROR(store_->UpsertAgent(cluster));
   ASSIGN_OR_RETURN(std::optional<AgentRecord> record, store_->GetAgent(reg.agent_id()));
   const uint64_t last_applied = record ? record->last_applied_sequence : 0;
@@ -612,7 +613,8 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
   // controller restart (their secrets are gone: those with secrets fail), then pending cancels.
   ASSIGN_OR_RETURN(std::vector<StoredTask> unaccepted, store_->UnacceptedTasks(reg.agent_id()));
   ASSIGN_OR_RETURN(std::vector<StoredTask> cancelling, store_->CancellingTasks(reg.agent_id()));
-  agents_.Connected(std::move(cluster), link, last_applied, unaccepted, cancelling);
+  RETURN_IF_ERROR(
+      agents_.Connected(std::move(cluster), link, last_applied, unaccepted, cancelling));
   LOG(INFO) << "agent=" << Esc(reg.agent_id()) << " cluster=" << Esc(reg.cluster())
             << " user=" << Esc(reg.unix_user()) << " version=" << Esc(reg.version())
             << " connected; last applied event " << last_applied;

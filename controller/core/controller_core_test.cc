@@ -106,10 +106,11 @@ class ControllerCoreTest : public ::testing::Test {
     for (int i = 0; i < n; ++i) absl::StrAppend(&yaml, "    - name: t", i, "\n      command: echo\n");
     return yaml;
   }
-  v1::Registered Connect(RecordingLink& link, const std::string& agent_id = "agent-a") {
+  v1::Registered Connect(RecordingLink& link, const std::string& agent_id = "agent-a",
+                         const std::string& cluster = "clusterA") {
     v1::Register reg;
     reg.set_agent_id(agent_id);
-    reg.set_cluster("clusterA");
+    reg.set_cluster(cluster);
     reg.add_aliases("login-a");
     reg.set_unix_user("alice");
     reg.set_version("test");
@@ -238,9 +239,30 @@ TEST_F(ControllerCoreTest, EventsApplyOnceAndWatchersReplayThem) {
 
   // An agent may report only on its own tasks.
   RecordingLink other;
-  Connect(other, "agent-b");
+  Connect(other, "agent-b", "clusterB");
   ASSERT_TRUE(core_->AgentEvents("agent-b", TaskEvents(1, task, {v1::TASK_STATE_FAILED})).ok());
   EXPECT_EQ(core_->GetTask(alice_, task)->state(), v1::TASK_STATE_RUNNING);
+}
+
+// One agent per (cluster, Unix user) is connected at a time: a second one is refused, naming the
+// first; once that one is gone, the second takes over and new submissions go to it.
+TEST_F(ControllerCoreTest, OneAgentPerClusterAndUser) {
+  RecordingLink first, second;
+  Connect(first, "agent-a");
+  v1::Register reg;
+  reg.set_agent_id("agent-b");
+  reg.set_cluster("clusterA");
+  reg.set_unix_user("alice");
+  auto refused = core_->AgentConnected(reg, &second);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(),
+              HasSubstr("agent agent-a already serves cluster clusterA for Unix user alice"));
+  core_->AgentDisconnected("agent-a", &first);
+  ASSERT_TRUE(core_->AgentConnected(reg, &second).ok());
+  auto r = Submit("req-after");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(second.Commands(v1::Command::kSubmitTask).empty());
+  EXPECT_TRUE(first.Commands(v1::Command::kSubmitTask).empty());
 }
 
 TEST_F(ControllerCoreTest, UsersSeeOnlyTheirOwnInvocations) {

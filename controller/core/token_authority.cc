@@ -9,6 +9,8 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/digest.h"
 #include "common/logging.h"
@@ -41,7 +43,9 @@ CREATE TABLE IF NOT EXISTS tokens (
   created_ms    INTEGER NOT NULL,
   expires_ms    INTEGER NOT NULL,  -- 0: never
   revoked       INTEGER NOT NULL DEFAULT 0,
-  used          INTEGER NOT NULL DEFAULT 0
+  used          INTEGER NOT NULL DEFAULT 0,
+  unix_user     TEXT NOT NULL DEFAULT '',
+  aliases       TEXT NOT NULL DEFAULT ''  -- newline-separated
 );
 CREATE INDEX IF NOT EXISTS tokens_by_user ON tokens (user);
 CREATE TABLE IF NOT EXISTS run_as_grants (
@@ -55,7 +59,7 @@ CREATE TABLE IF NOT EXISTS run_as_grants (
 
 constexpr char kColumns[] =
     "token_id, kind, user, admin, cluster, agent_id, description, created_ms, expires_ms, revoked, "
-    "used";
+    "used, unix_user, aliases";
 
 std::string RandomBytes(size_t n) {
   std::string out(n, '\0');
@@ -112,6 +116,10 @@ v1::TokenInfo InfoFromRow(const SqliteStatement& st) {
   if (st.Int(8) != 0) *info.mutable_expire_time() = Ts(st.Int(8));
   info.set_revoked(st.Int(9) != 0);
   info.set_used(st.Int(10) != 0);
+  info.set_unix_user(st.Text(11));
+  for (absl::string_view a : absl::StrSplit(st.Text(12), '\n', absl::SkipEmpty())) {
+    info.add_aliases(std::string(a));
+  }
   return info;
 }
 
@@ -125,6 +133,21 @@ absl::StatusOr<std::unique_ptr<TokenAuthority>> TokenAuthority::Open(const std::
                                                                      Clock* clock) {
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db, SqliteDb::Open(path, {.create_mode = 0600}));
   RETURN_IF_ERROR(db->Exec(kSchema));
+  // A database from before enrollment bound the Unix user and aliases gains their columns.
+  {
+    ASSIGN_OR_RETURN(SqliteStatement cols, db->Prepare("SELECT name FROM pragma_table_info('tokens')"));
+    bool has_unix_user = false;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, cols.Step());
+      if (!row) break;
+      has_unix_user |= cols.Text(0) == "unix_user";
+    }
+    if (!has_unix_user) {
+      RETURN_IF_ERROR(db->Exec(
+          "ALTER TABLE tokens ADD COLUMN unix_user TEXT NOT NULL DEFAULT '';"
+          "ALTER TABLE tokens ADD COLUMN aliases TEXT NOT NULL DEFAULT '';"));
+    }
+  }
   std::unique_ptr<TokenAuthority> authority(new TokenAuthority(std::move(db), clock));
   absl::MutexLock lock(&authority->mu_);
   RETURN_IF_ERROR(authority->LoadEntries());
@@ -149,7 +172,8 @@ absl::Status TokenAuthority::LoadEntries() {
   }
   ASSIGN_OR_RETURN(SqliteStatement st,
                    db_->Prepare("SELECT token_id, secret_sha256, kind, user, admin, cluster, "
-                                "agent_id, expires_ms, revoked, used FROM tokens"));
+                                "agent_id, expires_ms, revoked, used, unix_user, aliases "
+                                "FROM tokens"));
   entries_.clear();
   while (true) {
     ASSIGN_OR_RETURN(bool row, st.Step());
@@ -165,6 +189,8 @@ absl::Status TokenAuthority::LoadEntries() {
     e.expires_ms = st.Int(7);
     e.revoked = st.Int(8) != 0;
     e.used = st.Int(9) != 0;
+    e.principal.unix_user = st.Text(10);
+    e.principal.aliases = absl::StrSplit(st.Text(11), '\n', absl::SkipEmpty());
     entries_[e.principal.token_id] = std::move(e);
   }
   return absl::OkStatus();
@@ -178,8 +204,8 @@ absl::StatusOr<IssuedToken> TokenAuthority::Issue(const Spec& spec) {
       spec.ttl == absl::InfiniteDuration() ? 0 : now_ms + absl::ToInt64Milliseconds(spec.ttl);
   ASSIGN_OR_RETURN(SqliteStatement st,
                    db_->Prepare("INSERT INTO tokens (token_id, secret_sha256, kind, user, admin, "
-                                "cluster, agent_id, description, created_ms, expires_ms) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                "cluster, agent_id, description, created_ms, expires_ms, "
+                                "unix_user, aliases) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   st.Bind(1, id)
       .BindBlob(2, Sha256(secret))
       .Bind(3, static_cast<int>(spec.kind))
@@ -189,7 +215,9 @@ absl::StatusOr<IssuedToken> TokenAuthority::Issue(const Spec& spec) {
       .Bind(7, spec.agent_id)
       .Bind(8, spec.description)
       .Bind(9, now_ms)
-      .Bind(10, expires_ms);
+      .Bind(10, expires_ms)
+      .Bind(11, spec.unix_user)
+      .Bind(12, absl::StrJoin(spec.aliases, "\n"));
   RETURN_IF_ERROR(st.Run());
   ASSIGN_OR_RETURN(std::optional<v1::TokenInfo> info, Info(id));
   if (!info) return absl::InternalError("a token just written cannot be read back");
@@ -200,6 +228,8 @@ absl::StatusOr<IssuedToken> TokenAuthority::Issue(const Spec& spec) {
                  .user = spec.user,
                  .admin = spec.admin,
                  .cluster = spec.cluster,
+                 .unix_user = spec.unix_user,
+                 .aliases = spec.aliases,
                  .agent_id = spec.agent_id};
   e.expires_ms = expires_ms;
   return IssuedToken{*std::move(info), absl::StrCat(kPrefix, id, "_", secret)};
@@ -331,6 +361,13 @@ absl::StatusOr<IssuedToken> TokenAuthority::CreateEnrollmentToken(
     return absl::PermissionDeniedError("only admins can create enrollment tokens for agents");
   }
   RETURN_IF_ERROR(CheckName("cluster", req.cluster()));
+  if (req.unix_user().empty()) {
+    return absl::InvalidArgumentError(
+        "unix_user is required: the Unix account the agent runs as (its jobs run as that user)");
+  }
+  RETURN_IF_ERROR(CheckName("unix_user", req.unix_user()));
+  if (req.aliases_size() > 32) return absl::InvalidArgumentError("at most 32 aliases");
+  for (const std::string& a : req.aliases()) RETURN_IF_ERROR(CheckName("alias", a));
   absl::Duration ttl = kDefaultEnrollmentTtl;
   if (req.ttl_seconds() != 0) ttl = absl::Seconds(req.ttl_seconds());
   if (ttl <= absl::ZeroDuration() || ttl > kMaxEnrollmentTtl) {
@@ -341,7 +378,10 @@ absl::StatusOr<IssuedToken> TokenAuthority::CreateEnrollmentToken(
   return Issue({.kind = TokenKind::kEnrollment,
                 .user = caller.user,
                 .cluster = req.cluster(),
-                .description = absl::StrCat("enrollment of an agent for ", req.cluster()),
+                .unix_user = req.unix_user(),
+                .aliases = {req.aliases().begin(), req.aliases().end()},
+                .description = absl::StrCat("enrollment of an agent for ", req.unix_user(), "@",
+                                            req.cluster()),
                 .ttl = ttl});
 }
 
@@ -377,6 +417,8 @@ absl::StatusOr<IssuedToken> TokenAuthority::Enroll(const Principal& enrollment,
     issued = Issue({.kind = TokenKind::kAgent,
                     .user = enrollment.user,
                     .cluster = enrollment.cluster,
+                    .unix_user = enrollment.unix_user,
+                    .aliases = enrollment.aliases,
                     .agent_id = agent_id,
                     .description = absl::StrCat("agent ", agent_id, " of ", enrollment.cluster)});
     return issued.status();

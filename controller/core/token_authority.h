@@ -42,8 +42,12 @@ struct Principal {
   // Users: the caller. Agents and enrollment tokens: the admin who created the enrollment.
   std::string user;
   bool admin = false;
-  // Enrollment and agent tokens: the cluster the agent serves. Agent tokens: the agent's id.
+  // Enrollment and agent tokens: the cluster the agent serves, the Unix user it runs as and the
+  // cluster's aliases (empty unix_user: a credential from before enrollment bound them). Agent
+  // tokens: the agent's id.
   std::string cluster;
+  std::string unix_user;
+  std::vector<std::string> aliases;
   std::string agent_id;
   // When the token expires; InfiniteFuture when never.
   absl::Time expires = absl::InfiniteFuture();
@@ -98,6 +102,8 @@ class TokenAuthority : public RunAsPolicy {
     std::string user;
     bool admin = false;
     std::string cluster;
+    std::string unix_user;
+    std::vector<std::string> aliases;
     std::string agent_id;
     std::string description;
     absl::Duration ttl = absl::InfiniteDuration();

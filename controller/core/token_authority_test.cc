@@ -156,6 +156,7 @@ TEST_F(TokenAuthorityTest, BadRequestsSayWhatIsWrong) {
   EXPECT_EQ(auth_->CreateEnrollmentToken(admin_, enroll).status().code(),
             absl::StatusCode::kInvalidArgument);
   enroll.set_cluster("eos");
+  enroll.set_unix_user("svc-eval");
   EXPECT_EQ(auth_->CreateEnrollmentToken(alice_, enroll).status().code(),
             absl::StatusCode::kPermissionDenied);
   enroll.set_ttl_seconds(30 * 24 * 3600);
@@ -166,8 +167,14 @@ TEST_F(TokenAuthorityTest, BadRequestsSayWhatIsWrong) {
 TEST_F(TokenAuthorityTest, EnrollmentIsOneTimeAndTheCredentialIsBoundToClusterAndAgent) {
   v1::CreateEnrollmentTokenRequest req;
   req.set_cluster("eos");
+  // The admin fixes the Unix user the agent runs as: required.
+  EXPECT_THAT(auth_->CreateEnrollmentToken(admin_, req).status().message(),
+              HasSubstr("unix_user is required"));
+  req.set_unix_user("svc-eval");
+  req.add_aliases("eos-login");
   auto e = auth_->CreateEnrollmentToken(admin_, req);
   ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->info.unix_user(), "svc-eval");
   auto enrollment = auth_->Verify(e->token);
   ASSERT_TRUE(enrollment.ok());
   EXPECT_EQ(enrollment->kind, TokenKind::kEnrollment);
@@ -180,6 +187,15 @@ TEST_F(TokenAuthorityTest, EnrollmentIsOneTimeAndTheCredentialIsBoundToClusterAn
   EXPECT_EQ(agent->kind, TokenKind::kAgent);
   EXPECT_EQ(agent->cluster, "eos");
   EXPECT_EQ(agent->agent_id, "agent-1");
+  // The credential carries the enrolled Unix user and aliases, also after a restart.
+  EXPECT_EQ(agent->unix_user, "svc-eval");
+  EXPECT_THAT(agent->aliases, ::testing::ElementsAre("eos-login"));
+  auth_.reset();
+  auth_ = *TokenAuthority::Open((dir_ / "auth.db").string(), &clock_);
+  agent = auth_->Verify(cred->token);
+  ASSERT_TRUE(agent.ok());
+  EXPECT_EQ(agent->unix_user, "svc-eval");
+  EXPECT_THAT(agent->aliases, ::testing::ElementsAre("eos-login"));
 
   // Used once: neither Verify nor a second Enroll accepts it again.
   EXPECT_THAT(auth_->Verify(e->token).status().message(), HasSubstr("used already"));

@@ -1,5 +1,6 @@
 #include "controller/service/agent_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <optional>
@@ -8,6 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/logging.h"
 #include "common/status_macros.h"
 #include "controller/service/rpc_util.h"
@@ -204,6 +206,34 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
       return absl::PermissionDeniedError(absl::StrCat("this token is for cluster \"",
                                                       principal_.cluster, "\", not \"",
                                                       absl::CHexEscape(reg.cluster()), "\""));
+    }
+    // What the admin fixed at enrollment: the Unix user and the cluster's aliases (credentials
+    // from before enrollment bound them carry none, and are checked by cluster only).
+    if (!principal_.unix_user.empty()) {
+      if (reg.unix_user() != principal_.unix_user) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "this token is for the agent of Unix user ", principal_.unix_user, " on ",
+            principal_.cluster, ", not of \"", absl::CHexEscape(reg.unix_user()),
+            "\"; enroll an agent for that user (evalctl cluster enroll ", principal_.cluster,
+            " --unix-user USER)"));
+      }
+      // The agent may claim fewer aliases than enrolled, never another one (it would receive
+      // the tasks users send to that host name).
+      std::vector<std::string> unknown;
+      for (const std::string& a : reg.aliases()) {
+        if (std::find(principal_.aliases.begin(), principal_.aliases.end(), a) ==
+            principal_.aliases.end()) {
+          unknown.push_back(absl::CHexEscape(a));
+        }
+      }
+      if (!unknown.empty()) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "the agent claims the alias(es) ", absl::StrJoin(unknown, ", "), " for ",
+            principal_.cluster, ", which it was not enrolled with (enrolled: ",
+            principal_.aliases.empty() ? "none" : absl::StrJoin(principal_.aliases, ", "),
+            "); enroll it again with --alias for each host name it serves (an agent claims its "
+            "host's short name too)"));
+      }
     }
     if (principal_.kind == TokenKind::kAgent) {
       if (reg.agent_id() != principal_.agent_id) {

@@ -129,6 +129,13 @@ void Sleep(absl::Duration d) { absl::SleepFor(d); }
 
 }  // namespace
 
+std::string ShortHostname() {
+  char buf[256] = {0};
+  ::gethostname(buf, sizeof(buf) - 1);
+  std::string h = buf;
+  return h.substr(0, h.find('.'));
+}
+
 std::string CurrentUser() {
   auto r = RunSubprocess({.argv = {"id", "-un"}, .timeout = absl::Seconds(10)});
   if (r.ok() && r->ok()) return std::string(absl::StripAsciiWhitespace(r->stdout_data));

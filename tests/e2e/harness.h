@@ -299,6 +299,8 @@ std::vector<std::string> FilesContaining(const std::string& dir, const std::stri
 std::string ReadFileOrEmpty(const std::string& path);
 // The Unix user running the tests (`id -un`).
 std::string CurrentUser();
+// This host's name up to the first dot (what an agent claims as an alias).
+std::string ShortHostname();
 
 const v1::Task* TaskNamed(const v1::Invocation& inv, const std::string& name);
 absl::Time ToTime(const google::protobuf::Timestamp& ts);

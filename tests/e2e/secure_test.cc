@@ -162,10 +162,13 @@ class SecureTest : public ::testing::Test {
     E2E_ASSERT_OK(env_.Connect());
   }
 
-  // A fresh enrollment token for `cluster`, also written (0600) to `path`.
+  // A fresh enrollment token for the agent of the user running the tests on `cluster`, also
+  // written (0600) to `path`.
   std::string EnrollmentToken(const std::string& cluster, const std::string& path) {
     v1::CreateEnrollmentTokenRequest req;
     req.set_cluster(cluster);
+    req.set_unix_user(CurrentUser());
+    req.add_aliases(ShortHostname());  // the agent claims its host's short name
     auto resp = env_.client().CreateEnrollmentToken(req);
     EXPECT_TRUE(resp.ok()) << resp.status();
     if (!resp.ok()) return "";
@@ -220,7 +223,8 @@ class SecureTest : public ::testing::Test {
   // sends Register and returns how the controller ended the stream. Only for registrations the
   // controller refuses: an accepted one is closed at once.
   grpc::Status RegisterAs(const std::string& token, const std::string& cluster,
-                          const std::string& agent_id) {
+                          const std::string& agent_id,
+                          const std::string& unix_user = CurrentUser()) {
     grpc::SslCredentialsOptions ssl;
     ssl.pem_root_certs = ReadFileOrEmpty(Certs("ca.crt"));
     auto channel = grpc::CreateChannel(env_.controller_address(), grpc::SslCredentials(ssl));
@@ -232,7 +236,7 @@ class SecureTest : public ::testing::Test {
     v1::AgentMessage reg;
     reg.mutable_register_()->set_agent_id(agent_id);
     reg.mutable_register_()->set_cluster(cluster);
-    reg.mutable_register_()->set_unix_user("nobody");
+    reg.mutable_register_()->set_unix_user(unix_user);
     reg.mutable_register_()->set_version("secure-test");
     (void)stream->Write(reg);
     v1::ControllerMessage reply;
@@ -726,6 +730,12 @@ TEST_F(SecureTest, AgentEnrollsOnceAndKeepsItsCredential) {
   EXPECT_THAT(refused.error_message(), HasSubstr(absl::StrCat("belongs to agent ", agent_id)));
   refused = RegisterAs(credential, other_cluster, agent_id);
   EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+  // ... nor another Unix user than the one the admin enrolled it for.
+  refused = RegisterAs(credential, env_.cluster(), agent_id, "nobody");
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::PERMISSION_DENIED) << refused.error_message();
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr(absl::StrCat("this token is for the agent of Unix user ", CurrentUser(),
+                                     " on ", env_.cluster(), ", not of \"nobody\"")));
 
   // --- a user's token, or none, does not make an agent
   const std::string carol = CreateUserToken("carol");
@@ -886,7 +896,8 @@ TEST_F(SecureTest, CliCreatesListsAndRevokesTokens) {
   CliResult runs = env_.Cli({"ls", "runs"}, {{"EVALCTL_TOKEN_FILE", carol_file}});
   EXPECT_EQ(runs.exit_code, 0) << runs.err;
   CliResult enroll_denied =
-      env_.Cli({"cluster", "enroll", "eos"}, {{"EVALCTL_TOKEN_FILE", carol_file}});
+      env_.Cli({"cluster", "enroll", "eos", "--unix-user", "carol"},
+               {{"EVALCTL_TOKEN_FILE", carol_file}});
   EXPECT_EQ(enroll_denied.exit_code, 1);
   EXPECT_THAT(enroll_denied.err, HasSubstr("only admins can create enrollment tokens"));
   // A token file others can read is refused before anything is sent.
@@ -900,16 +911,21 @@ TEST_F(SecureTest, CliCreatesListsAndRevokesTokens) {
 
   // The admin enrolls a cluster; the listing names everything and shows no secret.
   const std::string enroll_file = env_.root() + "/eos.token";
-  CliResult enroll = env_.Cli({"cluster", "enroll", "eos", "--ttl", "10m", "-O", enroll_file});
+  CliResult no_user = env_.Cli({"cluster", "enroll", "eos"});
+  EXPECT_EQ(no_user.exit_code, 2);
+  EXPECT_THAT(no_user.err, HasSubstr("--unix-user is required"));
+  CliResult enroll = env_.Cli({"cluster", "enroll", "eos", "--unix-user", "svc-eval", "--alias",
+                               "eos-login", "--ttl", "10m", "-O", enroll_file});
   ASSERT_EQ(enroll.exit_code, 0) << enroll.err;
-  EXPECT_THAT(enroll.err, HasSubstr("for cluster eos, valid once until "));
+  EXPECT_THAT(enroll.err, HasSubstr("for the agent of svc-eval on cluster eos, valid once until "));
   EXPECT_EQ(FileMode(enroll_file), 0600);
   const std::string enroll_token(absl::StripAsciiWhitespace(ReadFileOrEmpty(enroll_file)));
   CliResult all = env_.Cli({"token", "ls", "--all", "--json"});
   ASSERT_EQ(all.exit_code, 0) << all.err;
   for (const std::string& needle :
        {carol_id, TokenId(enroll_token), std::string("\"kind\": \"enrollment\""),
-        std::string("\"cluster\": \"eos\""), std::string("\"user\": \"dave\"")}) {
+        std::string("\"cluster\": \"eos\""), std::string("\"user\": \"dave\""),
+        std::string("\"unix_user\": \"svc-eval\"")}) {
     EXPECT_THAT(all.out, HasSubstr(needle));
   }
   for (const std::string& token : {carol_token, enroll_token, admin_token_}) {
