@@ -8,7 +8,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include "absl/time/clock.h"
+#include "common/testing/wait_for.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -153,11 +153,13 @@ bool ChildOutlivesKilledParent(bool die_with_parent) {
     ::_exit(0);
   }
   pid_t child = 0;
-  for (int i = 0; i < 500 && child == 0; ++i) {
-    std::ifstream f(pid_file);
-    if (!(f >> child)) child = 0;
-    if (child == 0) absl::SleepFor(absl::Milliseconds(10));
-  }
+  testing::WaitFor(
+      [&] {
+        std::ifstream f(pid_file);
+        if (!(f >> child)) child = 0;
+        return child != 0;
+      },
+      absl::Seconds(5));
   EXPECT_GT(child, 0) << "the child never started";
   ::kill(parent, SIGKILL);
   ::waitpid(parent, nullptr, 0);
@@ -167,11 +169,7 @@ bool ChildOutlivesKilledParent(bool die_with_parent) {
     std::string pid, comm, state;
     return stat >> pid >> comm >> state && state != "Z" && state != "X";
   };
-  bool lives = child > 0;
-  for (int i = 0; i < 200 && lives; ++i) {
-    lives = alive();
-    if (lives) absl::SleepFor(absl::Milliseconds(10));
-  }
+  const bool lives = child > 0 && testing::StaysTrueFor(alive, absl::Seconds(2));
   if (lives) ::kill(child, SIGKILL);
   std::remove(pid_file.c_str());
   return lives;

@@ -18,8 +18,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/time/clock.h"
 #include "common/subprocess.h"
+#include "common/testing/wait_for.h"
 #include "controller/config/loader.h"
 #include "controller/config/render.h"
 #include "gmock/gmock.h"
@@ -89,7 +89,8 @@ class RecordingEndpoint {
     });
     port_ = server_.bind_to_any_port("127.0.0.1");
     thread_ = std::thread([this] { server_.listen_after_bind(); });
-    for (int i = 0; i < 1000 && !server_.is_running(); ++i) absl::SleepFor(absl::Milliseconds(5));
+    ::evalctl::testing::WaitFor([this] { return server_.is_running(); }, absl::Seconds(5),
+                                absl::Milliseconds(5));
   }
   ~RecordingEndpoint() {
     server_.stop();

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "common/testing/wait_for.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -32,6 +33,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using json = nlohmann::json;
+using ::evalctl::testing::WaitFor;
 using testing::TestProcess;
 
 const std::string kDatasets = EVALCTL_RUNNER_DATASETS;
@@ -193,10 +195,8 @@ TEST_P(InterruptTest, InterruptedRunResumesWithoutSendingAnyRequestTwice) {
   {
     TestProcess first(argv, env, dir + "/first");
     ASSERT_TRUE(first.started());
-    absl::Time deadline = absl::Now() + absl::Seconds(30);
-    while (standin.stats()["answered"].get<int64_t>() < 40 && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(5));
-    }
+    WaitFor([&] { return standin.stats()["answered"].get<int64_t>() >= 40; }, absl::Seconds(30),
+            absl::Milliseconds(5));
     first.Signal(sig);
     std::optional<int> code = first.Wait(absl::Seconds(30));
     ASSERT_TRUE(code.has_value());
@@ -410,22 +410,21 @@ TEST(StandinBinaryTest, ServesHealthAfterStartupDelayAndStopsOnSigterm) {
   TestProcess standin({EVALCTL_STANDIN_BINARY, "--port", "0", "--port-file", port_file,
                        "--startup-delay-s", "1", "--accuracy", "1", "--latency-ms", "1"},
                       {}, dir + "/standin");
-  absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!std::filesystem::exists(port_file) && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  ASSERT_TRUE(std::filesystem::exists(port_file)) << standin.Stderr();
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(port_file); }, deadline - absl::Now()))
+      << standin.Stderr();
   int port = std::atoi(ReadFile(port_file).c_str());
   ASSERT_GT(port, 0);
   httplib::Client client("127.0.0.1", port);
   auto health = client.Get("/health");
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 503);
-  while (absl::Now() < deadline) {
-    health = client.Get("/health");
-    if (health && health->status == 200) break;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitFor(
+      [&] {
+        health = client.Get("/health");
+        return health && health->status == 200;
+      },
+      deadline - absl::Now(), absl::Milliseconds(50));
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
   auto models = client.Get("/v1/models");

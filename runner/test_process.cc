@@ -11,7 +11,7 @@
 #include <map>
 #include <sstream>
 
-#include "absl/time/clock.h"
+#include "common/testing/wait_for.h"
 
 extern char** environ;
 
@@ -87,17 +87,15 @@ void TestProcess::Signal(int sig) {
 
 std::optional<int> TestProcess::Wait(absl::Duration timeout) {
   if (exit_code_.has_value() || pid_ <= 0) return exit_code_;
-  absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    int status = 0;
-    pid_t r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      return exit_code_;
-    }
-    if (absl::Now() >= deadline) return std::nullopt;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  ::evalctl::testing::WaitFor(
+      [this] {
+        int status = 0;
+        if (::waitpid(pid_, &status, WNOHANG) != pid_) return false;
+        exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return true;
+      },
+      timeout);
+  return exit_code_;
 }
 
 std::string TestProcess::Stdout() const { return ReadFile(stdout_path_); }

@@ -10,7 +10,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
 #include "common/status_macros.h"
 
 namespace evalctl::agent {
@@ -34,7 +33,7 @@ absl::Status EnsurePrivateDir(const std::string& dir) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir) {
+absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_dir, Clock* clock) {
   RETURN_IF_ERROR(EnsurePrivateDir(state_dir));
   auto lock = FileLock::Acquire(state_dir + "/lock", "the agent state directory " + state_dir);
   if (absl::IsFailedPrecondition(lock.status())) {
@@ -46,7 +45,8 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::Open(const std::string& state_
   RETURN_IF_ERROR(lock.status());
   ASSIGN_OR_RETURN(auto db, SqliteDb::Open(state_dir + "/journal.db", {.create_mode = 0600}));
   ASSIGN_OR_RETURN(auto secrets, SqliteDb::Open(state_dir + "/secrets.db", {.create_mode = 0600}));
-  std::unique_ptr<Journal> j(new Journal(*std::move(lock), std::move(db), std::move(secrets)));
+  std::unique_ptr<Journal> j(
+      new Journal(*std::move(lock), std::move(db), std::move(secrets), clock));
   RETURN_IF_ERROR(j->Init());
   return j;
 }
@@ -134,7 +134,7 @@ absl::StatusOr<std::vector<v1::AgentEvent>> Journal::Commit(
   absl::MutexLock lock(&mu_);
   std::vector<v1::AgentEvent> sequenced = events;
   uint64_t next = last_sequence_;
-  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  const int64_t now_ms = absl::ToUnixMillis(clock_->Now());
   absl::Status s = db_->Transaction([&]() -> absl::Status {
     mu_.AssertHeld();
     ASSIGN_OR_RETURN(auto put, db_->Prepare(

@@ -12,7 +12,7 @@
 // second Open (a second agent on a shared $HOME, a second install) is refused with the holder's
 // pid, so two agents never share a journal and its outbox.
 //
-//   ASSIGN_OR_RETURN(auto journal, Journal::Open("/var/lib/evalctl-agent"));
+//   ASSIGN_OR_RETURN(auto journal, Journal::Open("/var/lib/evalctl-agent", &clock));
 //   RETURN_IF_ERROR(journal->Commit({task}, {event}));
 //
 // Thread-safe (an internal mutex serialises access).
@@ -26,6 +26,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "common/files.h"
 #include "common/sqlite.h"
 #include "evalctl/v1/agent_service.pb.h"
@@ -43,7 +44,8 @@ struct JournaledTask {
 
 class Journal {
  public:
-  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& state_dir);
+  // `clock` (not owned) stamps the outbox's events with their commit time.
+  static absl::StatusOr<std::unique_ptr<Journal>> Open(const std::string& state_dir, Clock* clock);
 
   // Stable identity of this agent (created on first open).
   const std::string& agent_id() const { return agent_id_; }
@@ -78,8 +80,8 @@ class Journal {
 
  private:
   Journal(std::unique_ptr<FileLock> lock, std::unique_ptr<SqliteDb> db,
-          std::unique_ptr<SqliteDb> secrets)
-      : lock_(std::move(lock)), db_(std::move(db)), secrets_(std::move(secrets)) {}
+          std::unique_ptr<SqliteDb> secrets, Clock* clock)
+      : lock_(std::move(lock)), db_(std::move(db)), secrets_(std::move(secrets)), clock_(clock) {}
   absl::Status Init();
   absl::Status SetMeta(const std::string& key, const std::string& value)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -88,6 +90,7 @@ class Journal {
   mutable absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<SqliteDb> secrets_ ABSL_GUARDED_BY(mu_);
+  Clock* const clock_;
   std::string agent_id_;
   uint64_t last_sequence_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t acked_sequence_ ABSL_GUARDED_BY(mu_) = 0;

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/sqlite.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -14,6 +15,11 @@ namespace evalctl::agent {
 namespace {
 
 using ::testing::HasSubstr;
+
+FakeClock* TestClock() {
+  static FakeClock* clock = new FakeClock();
+  return clock;
+}
 
 std::string FreshDir(const std::string& name) {
   std::string dir = ::testing::TempDir() + "/journal_test_" + std::to_string(::getpid()) + "_" + name;
@@ -30,7 +36,7 @@ v1::AgentEvent Event(const std::string& task_id, v1::TaskState state) {
 
 TEST(JournalTest, StateDirAndFilesArePrivate) {
   std::string dir = FreshDir("private");
-  auto j = Journal::Open(dir);
+  auto j = Journal::Open(dir, TestClock());
   ASSERT_TRUE(j.ok()) << j.status();
   struct stat st;
   ASSERT_EQ(::stat(dir.c_str(), &st), 0);
@@ -46,9 +52,9 @@ TEST(JournalTest, StateDirAndFilesArePrivate) {
 // pid; once the first is closed, the directory opens again.
 TEST(JournalTest, OneJournalAtATimePerStateDirectory) {
   std::string dir = FreshDir("lock");
-  auto first = Journal::Open(dir);
+  auto first = Journal::Open(dir, TestClock());
   ASSERT_TRUE(first.ok()) << first.status();
-  auto second = Journal::Open(dir);
+  auto second = Journal::Open(dir, TestClock());
   ASSERT_FALSE(second.ok());
   EXPECT_EQ(second.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(second.status().message(),
@@ -56,14 +62,14 @@ TEST(JournalTest, OneJournalAtATimePerStateDirectory) {
                                      " is in use by another process (pid ", ::getpid(), ")")));
   EXPECT_THAT(second.status().message(), HasSubstr("another --state-dir"));
   first->reset();
-  EXPECT_TRUE(Journal::Open(dir).ok());
+  EXPECT_TRUE(Journal::Open(dir, TestClock()).ok());
 }
 
 TEST(JournalTest, CommitSequencesSurviveReopenAndAcks) {
   std::string dir = FreshDir("seq");
   std::string agent_id;
   {
-    auto j = Journal::Open(dir);
+    auto j = Journal::Open(dir, TestClock());
     ASSERT_TRUE(j.ok());
     agent_id = (*j)->agent_id();
     JournaledTask t;
@@ -78,7 +84,7 @@ TEST(JournalTest, CommitSequencesSurviveReopenAndAcks) {
     ASSERT_TRUE((*j)->Ack(1).ok());
     EXPECT_EQ((*j)->outbox_depth(), 1);
   }
-  auto j = Journal::Open(dir);
+  auto j = Journal::Open(dir, TestClock());
   ASSERT_TRUE(j.ok());
   EXPECT_EQ((*j)->agent_id(), agent_id);
   EXPECT_EQ((*j)->last_sequence(), 2u);
@@ -104,7 +110,7 @@ TEST(JournalTest, CommitSequencesSurviveReopenAndAcks) {
 TEST(JournalTest, UnreadableSequenceCounterIsDataLoss) {
   std::string dir = FreshDir("corrupt_meta");
   {
-    auto j = Journal::Open(dir);
+    auto j = Journal::Open(dir, TestClock());
     ASSERT_TRUE(j.ok()) << j.status();
     ASSERT_TRUE((*j)->Commit({}, {Event("inv.0", v1::TASK_STATE_PENDING)}).ok());
   }
@@ -113,16 +119,31 @@ TEST(JournalTest, UnreadableSequenceCounterIsDataLoss) {
     ASSERT_TRUE(db.ok()) << db.status();
     ASSERT_TRUE((*db)->Exec("UPDATE meta SET value = '12x' WHERE key = 'last_sequence'").ok());
   }
-  auto j = Journal::Open(dir);
+  auto j = Journal::Open(dir, TestClock());
   ASSERT_FALSE(j.ok());
   EXPECT_EQ(j.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(j.status().message(),
               ::testing::HasSubstr("last_sequence is not a number: \"12x\""));
 }
 
+// Events are stamped with the journal's clock when committed: the outbox's age is on that clock.
+TEST(JournalTest, OldestUnackedIsTheCommitTimeOnTheJournalsClock) {
+  FakeClock clock;
+  auto j = Journal::Open(FreshDir("oldest"), &clock);
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ((*j)->oldest_unacked(), absl::InfiniteFuture());
+  const absl::Time first = clock.Now();
+  ASSERT_TRUE((*j)->Commit({}, {Event("inv.0", v1::TASK_STATE_PENDING)}).ok());
+  clock.Advance(absl::Minutes(3));
+  ASSERT_TRUE((*j)->Commit({}, {Event("inv.0", v1::TASK_STATE_QUEUED)}).ok());
+  EXPECT_EQ((*j)->oldest_unacked(), first);
+  ASSERT_TRUE((*j)->Ack(1).ok());
+  EXPECT_EQ((*j)->oldest_unacked(), first + absl::Minutes(3));
+}
+
 TEST(JournalTest, SecretsLiveOnlyInTheSecretStore) {
   std::string dir = FreshDir("secrets");
-  auto j = Journal::Open(dir);
+  auto j = Journal::Open(dir, TestClock());
   ASSERT_TRUE(j.ok());
   ASSERT_TRUE((*j)->PutSecrets("inv.0", {{"HF_TOKEN", "hf_journal_secret"}}).ok());
   auto got = (*j)->GetSecrets("inv.0");

@@ -36,7 +36,7 @@ class TaskManagerTest : public ::testing::Test {
   void Restart() {
     tm_.reset();
     journal_.reset();
-    auto j = Journal::Open(root_ + "/state");
+    auto j = Journal::Open(root_ + "/state", &clock_);
     ASSERT_TRUE(j.ok()) << j.status();
     journal_ = *std::move(j);
     tm_ = std::make_unique<TaskManager>(TaskManagerOptions{}, slurm_.get(), journal_.get(), &clock_);

@@ -31,6 +31,11 @@ google::protobuf::Timestamp Ts(absl::Time t) {
 // kCancelGather.
 constexpr absl::Duration kCancelQuiet = absl::Milliseconds(10);
 constexpr absl::Duration kCancelGather = absl::Milliseconds(100);
+// The longest the core loop and the sender wait without looking around.
+constexpr absl::Duration kCoreLoopTick = absl::Milliseconds(200);
+constexpr absl::Duration kSenderTick = absl::Milliseconds(500);
+// How often a log read that waits for the file to grow reads it again.
+constexpr absl::Duration kLogPoll = absl::Milliseconds(200);
 
 // The result of a cancel or resume: the task as the agent holds it after the command.
 v1::CommandResult TaskResult(const absl::StatusOr<v1::Task>& t) {
@@ -74,14 +79,20 @@ absl::Status AgentRuntime::Run(const std::atomic<bool>* stop) {
   std::thread core([this, stop] { CoreLoop(stop); });
   std::thread sender([this, stop] { SenderLoop(stop); });
   std::thread stream([this, stop] { StreamLoop(stop); });
+  // `stop` is set from outside (by evalctl-agent's signal handler), under no mutex that a wait
+  // could watch: it is polled, in real time, whatever the clock. Everything else waits on clock_.
   while (!stop->load()) absl::SleepFor(absl::Milliseconds(100));
+  {
+    absl::MutexLock lock(&stop_mu_);
+    stopping_ = true;
+  }
   {
     absl::MutexLock lock(&stream_mu_);
     if (context_ != nullptr) context_->TryCancel();
   }
   WakeSender();
   {
-    absl::MutexLock lock(&commands_mu_);  // wakes the core loop's wait
+    absl::MutexLock lock(&commands_mu_);  // the core loop's wait sees `stop`
   }
   stream.join();
   sender.join();
@@ -93,19 +104,19 @@ absl::Status AgentRuntime::Run(const std::atomic<bool>* stop) {
 
 void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
   absl::Duration interval = options_.min_interval;
-  absl::Time next_cycle = absl::Now();
-  absl::Time next_phase_check = absl::Now();
-  absl::Time next_trim = absl::Now();
+  absl::Time next_cycle = clock_->Now();
+  absl::Time next_phase_check = clock_->Now();
+  absl::Time next_trim = clock_->Now();
+  const auto commands_or_stop = [this, stop] {
+    commands_mu_.AssertHeld();  // conditions run under the mutex
+    return !commands_.empty() || stop->load();
+  };
   while (!stop->load()) {
     std::deque<v1::Command> batch;
     {
       absl::MutexLock lock(&commands_mu_);
-      absl::Duration wait = std::clamp(next_cycle - absl::Now(), absl::ZeroDuration(),
-                                       absl::Milliseconds(200));
-      commands_mu_.AwaitWithTimeout(
-          absl::Condition(
-              +[](std::deque<v1::Command>* q) { return !q->empty(); }, &commands_),
-          wait);
+      clock_->AwaitWithDeadline(commands_mu_, absl::Condition(&commands_or_stop),
+                                std::min(next_cycle, clock_->Now() + kCoreLoopTick));
       batch.swap(commands_);
       // The controller sends one CancelTask per task of a kill, back to back: gather them (until
       // none came for kCancelQuiet, at most kCancelGather) so that they become one scancel.
@@ -114,12 +125,11 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
                            [](const v1::Command& c) { return c.has_cancel_task(); });
       };
       if (has_cancel(batch)) {
-        const absl::Time gather_until = absl::Now() + kCancelGather;
-        while (absl::Now() < gather_until &&
-               commands_mu_.AwaitWithTimeout(
-                   absl::Condition(
-                       +[](std::deque<v1::Command>* q) { return !q->empty(); }, &commands_),
-                   std::min(kCancelQuiet, gather_until - absl::Now()))) {
+        const absl::Time gather_until = clock_->Now() + kCancelGather;
+        while (clock_->Now() < gather_until &&
+               clock_->AwaitWithDeadline(commands_mu_, absl::Condition(&commands_or_stop),
+                                         std::min(clock_->Now() + kCancelQuiet, gather_until)) &&
+               !commands_.empty()) {
           for (v1::Command& c : commands_) batch.push_back(std::move(c));
           commands_.clear();
         }
@@ -140,7 +150,7 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
         }
         std::vector<absl::Status> results = tasks_.AcceptBatch(submits);
         for (size_t i = 0; i < ids.size(); ++i) Reply(ids[i], results[i]);
-        next_cycle = absl::Now() + options_.min_interval;
+        next_cycle = clock_->Now() + options_.min_interval;
         interval = options_.min_interval;
         WakeSender();
         continue;
@@ -157,7 +167,7 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
         for (size_t i = 0; i < ids.size(); ++i) {
           Reply(ids[i], results[i].status(), TaskResult(results[i]));
         }
-        next_cycle = std::min(next_cycle, absl::Now() + options_.min_interval);
+        next_cycle = std::min(next_cycle, clock_->Now() + options_.min_interval);
         interval = options_.min_interval;
         WakeSender();
         continue;
@@ -165,20 +175,22 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
       const bool changes_tasks = batch.front().has_resume_task();
       Execute(batch.front());
       batch.pop_front();
-      next_cycle = std::min(next_cycle, absl::Now() + options_.min_interval);
+      next_cycle = std::min(next_cycle, clock_->Now() + options_.min_interval);
       if (changes_tasks) interval = options_.min_interval;
       WakeSender();
     }
     // Between cycles, a job that wrote its phase file (it started, moved on or finished) brings
     // the next cycle forward: seen within about a second, with no Slurm call while nothing moves.
-    if (options_.phase_check_interval > absl::ZeroDuration() && absl::Now() >= next_phase_check) {
-      next_phase_check = absl::Now() + options_.phase_check_interval;
-      if (next_cycle - absl::Now() > options_.phase_check_interval &&
-          tasks_.PhaseFilesChanged()) {
-        next_cycle = absl::Now();
+    const absl::Time now = clock_->Now();
+    if (options_.phase_check_interval > absl::ZeroDuration() && now >= next_phase_check) {
+      next_phase_check = now + options_.phase_check_interval;
+      if (next_cycle - now > options_.phase_check_interval && tasks_.PhaseFilesChanged()) {
+        next_cycle = now;
       }
     }
-    if (absl::Now() < next_cycle) continue;
+    if (now < next_cycle) continue;
+    // The cycle's duration is measured in real time, not on clock_: it is how long its Slurm
+    // commands (child processes) and journal writes really took.
     const absl::Time cycle_start = absl::Now();
     CycleStats stats = tasks_.RunCycle();
     tracked_jobs_ = stats.tracked_jobs;
@@ -214,14 +226,14 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
     if (metrics_ != nullptr) {
       metrics_->CycleFinished(absl::Now() - cycle_start, interval, stats.jobs);
     }
-    next_cycle = absl::Now() + interval;
+    next_cycle = clock_->Now() + interval;
     WakeSender();
     // A cycle in which many jobs change commits every changed task and event at once; glibc
     // keeps the freed memory. Return it, at most every 10 s (at 100,000 tasks: 964 → 521 MiB,
     // docs/performance.md).
-    if (absl::Now() >= next_trim) {
+    if (clock_->Now() >= next_trim) {
       malloc_trim(0);
-      next_trim = absl::Now() + absl::Seconds(10);
+      next_trim = clock_->Now() + absl::Seconds(10);
     }
   }
 }
@@ -246,15 +258,17 @@ void AgentRuntime::Execute(const v1::Command& command) {
       if (!target.ok()) return Reply(id, target.status());
       const std::string path = LogPath(target->first, req.kind(), target->second);
       log_pool_.Schedule([this, id, req, path] {
-        const absl::Time deadline = absl::Now() + absl::Milliseconds(std::clamp(req.wait_ms(), 0, 30000));
+        const absl::Time deadline =
+            clock_->Now() + absl::Milliseconds(std::clamp(req.wait_ms(), 0, 30000));
         while (true) {
           auto chunk = ReadLogChunk(path, req.offset(), req.max_bytes());
-          if (!chunk.ok() || !chunk->data().empty() || absl::Now() >= deadline) {
+          const absl::Time now = clock_->Now();
+          if (!chunk.ok() || !chunk->data().empty() || now >= deadline ||
+              !Pause(std::min(deadline, now + kLogPoll))) {
             v1::CommandResult r;
             if (chunk.ok()) *r.mutable_log_chunk() = *chunk;
             return Reply(id, chunk.status(), r);
           }
-          absl::SleepFor(absl::Milliseconds(200));
         }
       });
       return;
@@ -281,6 +295,11 @@ bool AgentRuntime::Write(const v1::AgentMessage& message) {
   absl::MutexLock write(&write_mu_);
   if (stream_ == nullptr) return false;
   return stream_->Write(message);
+}
+
+bool AgentRuntime::Pause(absl::Time until) {
+  absl::MutexLock lock(&stop_mu_);
+  return !clock_->AwaitWithDeadline(stop_mu_, absl::Condition(&stopping_), until);
 }
 
 void AgentRuntime::WakeSender() {
@@ -419,9 +438,7 @@ void AgentRuntime::StreamLoop(const std::atomic<bool>* stop) {
                  << (status.ok() ? "closed" : status.error_message()) << "); reconnecting in "
                  << absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(100)))
                  << "; tracking and resuming go on meanwhile";
-    for (absl::Time until = absl::Now() + wait; absl::Now() < until && !stop->load();) {
-      absl::SleepFor(absl::Milliseconds(100));
-    }
+    Pause(clock_->Now() + wait);
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
 }
@@ -462,13 +479,17 @@ void AgentRuntime::RefreshMetrics() {
 // ---------------------------------------------------------------- sender
 
 void AgentRuntime::SenderLoop(const std::atomic<bool>* stop) {
-  absl::Time last_sent = absl::Now();
+  absl::Time last_sent = clock_->Now();
   while (!stop->load()) {
     uint64_t after;
     int heartbeat;
     {
       absl::MutexLock lock(&sender_mu_);
-      sender_mu_.AwaitWithTimeout(absl::Condition(&wake_), absl::Milliseconds(500));
+      // Until there is news, or a heartbeat is due.
+      const absl::Time heartbeat_due =
+          connected_ ? last_sent + absl::Seconds(heartbeat_seconds_) : absl::InfiniteFuture();
+      clock_->AwaitWithDeadline(sender_mu_, absl::Condition(&wake_),
+                                std::min(heartbeat_due, clock_->Now() + kSenderTick));
       wake_ = false;
       if (!connected_) continue;
       after = sent_up_to_;
@@ -495,17 +516,17 @@ void AgentRuntime::SenderLoop(const std::atomic<bool>* stop) {
         absl::MutexLock lock(&sender_mu_);
         if (connected_ && sent_up_to_ == after) sent_up_to_ = last;
         wake_ = true;  // there may be more
-        last_sent = absl::Now();
+        last_sent = clock_->Now();
       }
       continue;
     }
-    if (absl::Now() - last_sent >= absl::Seconds(heartbeat)) {
+    if (clock_->Now() - last_sent >= absl::Seconds(heartbeat)) {
       v1::AgentMessage msg;
       v1::Heartbeat* h = msg.mutable_heartbeat();
       *h->mutable_time() = Ts(clock_->Now());
       h->set_tracked_jobs(tracked_jobs_.load());
       h->set_outbox_depth(static_cast<int>(journal_->outbox_depth()));
-      if (Write(msg)) last_sent = absl::Now();
+      if (Write(msg)) last_sent = clock_->Now();
     }
   }
 }

@@ -6,7 +6,9 @@
 //     it reconnects with jittered exponential backoff (1 s → 60 s) and never stops the core;
 //   - the sender replays the journal's outbox from what the controller last applied, then sends
 //     new events as they are committed, and heartbeats when idle.
-// Log reads (which may wait for a file to grow) run on a small pool of their own.
+// Log reads (which may wait for a file to grow) run on a small pool of their own. Every
+// schedule (tracking interval, phase checks, cancel gathering, heartbeats, reconnect backoff, log
+// read waits) is on the injected Clock: tests run the runtime on a FakeClock.
 //
 //   AgentRuntime runtime(options, &slurm, journal.get(), &clock, &metrics);  // metrics optional
 //   runtime.Run(&stop_flag);   // until stop_flag is set
@@ -87,6 +89,8 @@ class AgentRuntime {
   bool Write(const v1::AgentMessage& message);
   void Reply(uint64_t command_id, const absl::Status& status, v1::CommandResult result = {});
   void WakeSender();
+  // Waits on the clock until `until`; false, at once, when the runtime is stopping.
+  bool Pause(absl::Time until);
   // The token to present on the next stream: the enrollment token file's, else the stored
   // credential, else none (the insecure mode). Stream thread only.
   std::string BearerToken();
@@ -113,6 +117,10 @@ class AgentRuntime {
   // doing so (the controller refused it).
   bool presented_token_file_ = false;
   bool skip_token_file_ = false;
+
+  // Set once Run has seen `stop`: ends the waits of Pause.
+  absl::Mutex stop_mu_;
+  bool stopping_ ABSL_GUARDED_BY(stop_mu_) = false;
 
   // Sender state.
   absl::Mutex sender_mu_;

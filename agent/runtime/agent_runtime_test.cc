@@ -1,6 +1,7 @@
 // AgentRuntime over FakeSlurm, connected to a stand-in controller in this process (a real gRPC
 // stream on 127.0.0.1): how the controller's commands become Slurm calls and how soon their
-// outcome reaches the controller.
+// outcome reaches the controller. The agent runs on a FakeClock: the tests move its time on once
+// its threads wait for it, so that what happens when is exact and no test sleeps for a schedule.
 #include "agent/runtime/agent_runtime.h"
 
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -17,11 +19,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/clock.h"
 #include "agent/runtime/testing/stand_in_controller.h"
 #include "agent/slurm/fake_slurm.h"
 #include "common/clock.h"
 #include "common/logging.h"
+#include "common/testing/wait_for.h"
 #include "common/wire_limits.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -29,21 +31,26 @@
 namespace evalctl::agent {
 namespace {
 
+using ::evalctl::testing::StaysTrueFor;
+using ::evalctl::testing::WaitFor;
+using ::testing::ElementsAre;
 using ::testing::SizeIs;
 
 // FakeSlurm whose view of a cancelled job lags behind, as on a real cluster where squeue has
 // already forgotten the job and sacct still shows it PENDING: for `lag` after the first Cancel of
-// a job, Queue leaves it out and Accounting shows it as it was before. Records every Cancel call.
+// a job, Queue leaves it out and Accounting shows it as it was before. Records every Cancel call,
+// and when (on `clock`) each Queue call came.
 class LaggingCancelSlurm : public SlurmClient {
  public:
-  LaggingCancelSlurm(SlurmClient* inner, absl::Duration lag) : inner_(inner), lag_(lag) {}
+  LaggingCancelSlurm(SlurmClient* inner, Clock* clock, absl::Duration lag)
+      : inner_(inner), clock_(clock), lag_(lag) {}
 
   absl::StatusOr<std::string> Submit(const SubmitRequest& r) override { return inner_->Submit(r); }
   absl::StatusOr<std::vector<JobInfo>> Queue(const std::vector<std::string>& ids) override {
     auto jobs = inner_->Queue(ids);
     if (!jobs.ok()) return jobs;
     absl::MutexLock lock(&mu_);
-    queue_calls_.push_back(absl::Now());
+    queue_calls_.push_back(clock_->Now());
     std::vector<JobInfo> out;
     for (JobInfo& j : *jobs) {
       if (!StaleLocked(j.job_id)) out.push_back(std::move(j));
@@ -71,7 +78,7 @@ class LaggingCancelSlurm : public SlurmClient {
       cancel_calls_.push_back(ids);
       if (before.ok()) {
         for (const JobInfo& j : *before) {
-          before_cancel_.try_emplace(j.job_id, Snapshot{j, absl::Now() + lag_});
+          before_cancel_.try_emplace(j.job_id, Snapshot{j, clock_->Now() + lag_});
         }
       }
     }
@@ -94,10 +101,11 @@ class LaggingCancelSlurm : public SlurmClient {
   };
   bool StaleLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     auto it = before_cancel_.find(id);
-    return it != before_cancel_.end() && absl::Now() < it->second.until;
+    return it != before_cancel_.end() && clock_->Now() < it->second.until;
   }
 
   SlurmClient* inner_;
+  Clock* clock_;
   const absl::Duration lag_;
   absl::Mutex mu_;
   std::map<std::string, Snapshot> before_cancel_ ABSL_GUARDED_BY(mu_);
@@ -131,7 +139,7 @@ class AgentRuntimeTest : public ::testing::Test {
   }
 
   void StartAgent(SlurmClient* slurm, AgentOptions options) {
-    auto journal = Journal::Open(root_ + "/agent");
+    auto journal = Journal::Open(root_ + "/agent", &clock_);
     ASSERT_TRUE(journal.ok()) << journal.status();
     journal_ = *std::move(journal);
     options.controller = address_;
@@ -143,6 +151,34 @@ class AgentRuntimeTest : public ::testing::Test {
       EXPECT_TRUE(s.ok()) << s;
     });
     ASSERT_TRUE(controller_.WaitConnected(absl::Seconds(30)));
+  }
+
+  // Moves the fake time on in `step`s, each once the agent's core loop and sender wait on the
+  // clock again (so they have acted on the step before), until `done` holds or `limit` has passed;
+  // whether `done` held.
+  bool AdvanceUntil(const std::function<bool()>& done, absl::Duration limit, absl::Duration step) {
+    const absl::Time end = clock_.Now() + limit;
+    while (true) {
+      if (!clock_.AwaitWaiters(kAgentWaiters)) {
+        ADD_FAILURE() << "the agent's core loop and sender do not wait on the clock";
+        return false;
+      }
+      if (done()) return true;
+      if (clock_.Now() >= end) return false;
+      clock_.Advance(step);
+    }
+  }
+  void AdvanceBy(absl::Duration d, absl::Duration step) {
+    AdvanceUntil([] { return false; }, d, step);
+  }
+
+  // The tasks whose state in the agent's journal is `state`.
+  int TasksIn(v1::TaskState state) {
+    auto tasks = journal_->LoadTasks();
+    if (!tasks.ok()) return -1;
+    int n = 0;
+    for (const JournaledTask& t : *tasks) n += t.status.state() == state ? 1 : 0;
+    return n;
   }
 
   v1::Command Submit(int index) {
@@ -162,10 +198,14 @@ class AgentRuntimeTest : public ::testing::Test {
     return c;
   }
 
+  // What waits on the clock while the agent is connected and has nothing to do: the core loop
+  // (for its next cycle or phase check) and the sender (for news or the next heartbeat).
+  static constexpr int kAgentWaiters = 2;
+
   std::string root_;
   std::string address_;
-  RealClock clock_;
-  StandInController controller_;
+  FakeClock clock_;
+  StandInController controller_{&clock_};
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<Journal> journal_;
   std::unique_ptr<AgentRuntime> runtime_;
@@ -178,7 +218,7 @@ class AgentRuntimeTest : public ::testing::Test {
 // message that the controller refuses after every reconnect.
 TEST_F(AgentRuntimeTest, EventMessagesStayWithinWhatTheControllerAccepts) {
   {
-    auto journal = Journal::Open(root_ + "/agent");
+    auto journal = Journal::Open(root_ + "/agent", &clock_);
     ASSERT_TRUE(journal.ok()) << journal.status();
     std::vector<v1::AgentEvent> events(3);
     for (int i = 0; i < 3; ++i) {
@@ -189,10 +229,8 @@ TEST_F(AgentRuntimeTest, EventMessagesStayWithinWhatTheControllerAccepts) {
   }
   FakeSlurm slurm(&clock_);
   StartAgent(&slurm, AgentOptions{});
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
-  while (controller_.arrivals().size() < 3 && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  // Sent at connection, with no time passing.
+  WaitFor([&] { return controller_.arrivals().size() >= 3; }, absl::Seconds(30));
   std::vector<StandInController::Arrival> arrivals = controller_.arrivals();
   ASSERT_EQ(arrivals.size(), 3u);
   for (int i = 0; i < 3; ++i) {
@@ -212,7 +250,7 @@ TEST_F(AgentRuntimeTest, CancelsOfAKillAreOneScancelAndShowQuicklyAfterAQuietSpe
   const absl::Duration max_interval = absl::Milliseconds(3200);
   FakeSlurm fake(&clock_, FakeSlurmOptions{.default_plan = {.pending_for = absl::InfiniteDuration(),
                                                             .run_for = absl::InfiniteDuration()}});
-  LaggingCancelSlurm slurm(&fake, absl::Milliseconds(500));
+  LaggingCancelSlurm slurm(&fake, &clock_, absl::Milliseconds(500));
   AgentOptions options;
   options.min_interval = absl::Milliseconds(100);
   options.max_interval = max_interval;
@@ -228,42 +266,48 @@ TEST_F(AgentRuntimeTest, CancelsOfAKillAreOneScancelAndShowQuicklyAfterAQuietSpe
   ASSERT_TRUE(controller_.WaitResults(controller_.Send(submits), absl::Seconds(30), &results));
   for (const v1::CommandResult& r : results) ASSERT_EQ(r.code(), 0) << r.message();
 
-  // Nothing moves (the jobs pend): the interval doubles up to its maximum.
-  const absl::Time quiet_deadline = absl::Now() + absl::Seconds(30);
-  bool backed_off = false;
-  while (!backed_off && absl::Now() < quiet_deadline) {
-    absl::SleepFor(absl::Milliseconds(100));
-    std::vector<absl::Time> calls = slurm.queue_calls();
-    backed_off = calls.size() >= 2 &&
-                 calls.back() - calls[calls.size() - 2] >= max_interval - absl::Milliseconds(200);
-  }
+  // Nothing moves (the jobs pend): the interval doubles up to its maximum. It stops right after a
+  // cycle, so that the next is a whole interval away.
+  const bool backed_off = AdvanceUntil(
+      [&] {
+        std::vector<absl::Time> calls = slurm.queue_calls();
+        return calls.size() >= 2 && calls.back() - calls[calls.size() - 2] == max_interval;
+      },
+      absl::Seconds(30), absl::Milliseconds(50));
   ASSERT_TRUE(backed_off) << "the tracking interval never reached its maximum";
-  // Right after a cycle, so that the next would be a whole interval away.
-  const size_t cycles = slurm.queue_calls().size();
-  while (slurm.queue_calls().size() == cycles) absl::SleepFor(absl::Milliseconds(5));
-  absl::SleepFor(absl::Milliseconds(50));
 
   std::vector<v1::Command> cancels;
   for (const std::string& id : task_ids) cancels.push_back(CancelOf(id));
-  const absl::Time kill = absl::Now();
-  ASSERT_TRUE(controller_.WaitResults(controller_.Send(cancels), absl::Seconds(10), &results));
+  const absl::Time kill = clock_.Now();
+  const std::vector<uint64_t> cancel_ids = controller_.Send(cancels);
+  // While no time passes, the agent gathers the cancels as they come: nothing reaches Slurm.
+  EXPECT_TRUE(StaysTrueFor([&] { return slurm.cancel_calls().empty(); }, absl::Milliseconds(200)));
+  // Once none came for 10 ms, all of them go to one scancel.
+  ASSERT_TRUE(AdvanceUntil([&] { return !slurm.cancel_calls().empty(); }, absl::Seconds(1),
+                           absl::Milliseconds(5)));
+  EXPECT_THAT(slurm.cancel_calls(), ElementsAre(SizeIs(kTasks)));
+  ASSERT_TRUE(controller_.WaitResults(cancel_ids, absl::Seconds(10), &results));
   for (const v1::CommandResult& r : results) EXPECT_EQ(r.code(), 0) << r.message();
 
-  absl::Time all_cancelled = absl::InfiniteFuture();
-  const absl::Time deadline = kill + absl::Seconds(20);
-  while (all_cancelled == absl::InfiniteFuture() && absl::Now() < deadline) {
-    absl::SleepFor(absl::Milliseconds(20));
-    all_cancelled = controller_.AllReached(task_ids, v1::TASK_STATE_CANCELLED);
-  }
-  ASSERT_NE(all_cancelled, absl::InfiniteFuture()) << "not every task was reported cancelled";
+  // Cycles at the minimum interval see the endings once Slurm shows them (after 500 ms).
+  ASSERT_TRUE(AdvanceUntil([&] { return TasksIn(v1::TASK_STATE_CANCELLED) == kTasks; },
+                           absl::Seconds(20), absl::Milliseconds(10)))
+      << "not every task was cancelled";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return controller_.AllReached(task_ids, v1::TASK_STATE_CANCELLED) != absl::InfiniteFuture();
+      },
+      absl::Seconds(30)))
+      << "not every task was reported cancelled";
+  const absl::Time all_cancelled = controller_.AllReached(task_ids, v1::TASK_STATE_CANCELLED);
   std::cout << "kill -> every task CANCELLED at the controller: "
-            << absl::FormatDuration(absl::Trunc(all_cancelled - kill, absl::Milliseconds(1)))
+            << absl::FormatDuration(all_cancelled - kill)
             << "; scancel calls: " << slurm.cancel_calls().size() << "\n";
-  EXPECT_LT(all_cancelled - kill, absl::Milliseconds(2000))
+  EXPECT_LT(all_cancelled - kill, absl::Milliseconds(1000))
       << "cancelled after " << absl::FormatDuration(all_cancelled - kill);
 
   // Every scancel named all the jobs: the one at the kill, and the repeats of the cycles that did
-  // not see the endings yet (about 3), never one per task.
+  // not see the endings yet (one per 100 ms of Slurm's lag), never one per task.
   std::vector<std::vector<std::string>> calls = slurm.cancel_calls();
   ASSERT_FALSE(calls.empty());
   for (const auto& ids : calls) EXPECT_THAT(ids, SizeIs(kTasks));
@@ -271,12 +315,12 @@ TEST_F(AgentRuntimeTest, CancelsOfAKillAreOneScancelAndShowQuicklyAfterAQuietSpe
 }
 
 // A job that starts writes its phase file. The agent checks the files between cycles and runs
-// its next cycle at once: the start reaches the controller within about a second although the
-// next cycle was 10 s away, and the checks themselves ask Slurm nothing.
+// its next cycle at once: the start reaches the controller within a phase check interval although
+// the next cycle was 10 s away, and the checks themselves ask Slurm nothing.
 TEST_F(AgentRuntimeTest, AJobWritingItsPhaseFileBringsTheNextCycleForward) {
   FakeSlurm fake(&clock_, FakeSlurmOptions{.default_plan = {.pending_for = absl::Seconds(1),
                                                             .run_for = absl::InfiniteDuration()}});
-  LaggingCancelSlurm slurm(&fake, absl::ZeroDuration());
+  LaggingCancelSlurm slurm(&fake, &clock_, absl::ZeroDuration());
   AgentOptions options;
   options.min_interval = absl::Seconds(10);
   options.max_interval = absl::Seconds(60);
@@ -292,23 +336,44 @@ TEST_F(AgentRuntimeTest, AJobWritingItsPhaseFileBringsTheNextCycleForward) {
   const size_t cycles = slurm.queue_calls().size();
 
   // The job runs in Slurm after 1 s but has written nothing: no cycle, no Slurm call.
-  absl::SleepFor(absl::Seconds(2));
+  AdvanceBy(absl::Seconds(2), absl::Milliseconds(50));
   EXPECT_EQ(slurm.queue_calls().size(), cycles);
   EXPECT_EQ(controller_.AllReached({task_id}, v1::TASK_STATE_RUNNING), absl::InfiniteFuture());
 
   // The job script's first act.
   std::filesystem::create_directories(run_dir + "/.evalctl");
   std::ofstream(run_dir + "/.evalctl/phase") << "starting\n";
-  const absl::Time written = absl::Now();
-  absl::Time running = absl::InfiniteFuture();
-  while (running == absl::InfiniteFuture() && absl::Now() < written + absl::Seconds(6)) {
-    absl::SleepFor(absl::Milliseconds(20));
-    running = controller_.AllReached({task_id}, v1::TASK_STATE_RUNNING);
-  }
-  ASSERT_NE(running, absl::InfiniteFuture()) << "the start was not reported before the cycle due";
+  const absl::Time written = clock_.Now();
+  ASSERT_TRUE(AdvanceUntil([&] { return slurm.queue_calls().size() > cycles; }, absl::Seconds(6),
+                           absl::Milliseconds(50)))
+      << "no cycle came before the one due";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return controller_.AllReached({task_id}, v1::TASK_STATE_RUNNING) != absl::InfiniteFuture();
+      },
+      absl::Seconds(30)))
+      << "the start was not reported";
+  const absl::Time running = controller_.AllReached({task_id}, v1::TASK_STATE_RUNNING);
   std::cout << "phase file written -> RUNNING at the controller: "
-            << absl::FormatDuration(absl::Trunc(running - written, absl::Milliseconds(1))) << "\n";
+            << absl::FormatDuration(running - written) << "\n";
+  EXPECT_LE(running - written, options.phase_check_interval);
   EXPECT_EQ(slurm.queue_calls().size(), cycles + 1);
+}
+
+// An idle agent sends a heartbeat after each heartbeat interval (15 s, as the stand-in asks)
+// without anything to send, and none before.
+TEST_F(AgentRuntimeTest, AnIdleAgentHeartbeatsEachInterval) {
+  FakeSlurm slurm(&clock_);
+  const absl::Time start = clock_.Now();
+  StartAgent(&slurm, AgentOptions{});
+  for (size_t i = 1; i <= 2; ++i) {
+    AdvanceBy(absl::Seconds(15), absl::Seconds(1));
+    ASSERT_TRUE(WaitFor([&] { return controller_.heartbeats().size() >= i; }, absl::Seconds(30)))
+        << "no heartbeat " << i;
+  }
+  EXPECT_THAT(controller_.heartbeats(),
+              ElementsAre(start + absl::Seconds(15), start + absl::Seconds(30)));
+  EXPECT_THAT(controller_.arrivals(), SizeIs(0));
 }
 
 }  // namespace

@@ -153,7 +153,8 @@ int main(int argc, char** argv) {
   options.phase_check_interval = absl::Seconds(phase_check_s);
   options.version = EVALCTL_VERSION;
 
-  auto journal = evalctl::agent::Journal::Open(state_dir);
+  evalctl::RealClock clock;
+  auto journal = evalctl::agent::Journal::Open(state_dir, &clock);
   if (!journal.ok()) {
     std::cerr << "evalctl-agent: " << journal.status().message() << "\n";
     return 1;
@@ -165,7 +166,6 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   evalctl::agent::AgentMetrics metrics(*registry, options.version);
   evalctl::agent::MeteredSlurmClient slurm(&cli, &metrics);
-  evalctl::RealClock clock;
   evalctl::agent::AgentRuntime runtime(options, &slurm, journal->get(), &clock, &metrics);
   std::unique_ptr<evalctl::MetricsHttpServer> metrics_server;
   if (!metrics_listen.empty()) {

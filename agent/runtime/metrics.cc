@@ -44,7 +44,8 @@ absl::Time ToTime(const google::protobuf::Timestamp& t) {
   return absl::FromUnixSeconds(t.seconds()) + absl::Nanoseconds(t.nanos());
 }
 
-// Times one call of the wrapped client and reports it.
+// Times one call of the wrapped client and reports it. In real time, not on the runtime's Clock:
+// what is measured is how long a real Slurm command (a child process) took.
 template <typename Fn>
 auto Metered(AgentMetrics* metrics, absl::string_view command, Fn fn) {
   const absl::Time start = absl::Now();

@@ -98,7 +98,7 @@ TEST_F(AgentMetricsTest, MeteredSlurmClientCountsAndTimesEveryCommandByOutcome) 
 TEST_F(AgentMetricsTest, CommittedEventsCountSubmissionsResumesEndingsAndTaskStates) {
   const std::string root = ::testing::TempDir() + "/agent_metrics_" + std::to_string(::getpid());
   std::filesystem::remove_all(root);
-  auto journal = Journal::Open(root + "/state");
+  auto journal = Journal::Open(root + "/state", &clock_);
   ASSERT_TRUE(journal.ok()) << journal.status();
   FakeSlurm fake(&clock_, {.default_plan = {.pending_for = absl::Seconds(2),
                                             .run_for = absl::InfiniteDuration()}});
@@ -182,7 +182,7 @@ TEST_F(AgentMetricsTest, TrackedJobsByWhatSlurmSaysOfThem) {
   const std::string root =
       ::testing::TempDir() + "/agent_metrics_tracked_" + std::to_string(::getpid());
   std::filesystem::remove_all(root);
-  auto journal = Journal::Open(root + "/state");
+  auto journal = Journal::Open(root + "/state", &clock_);
   ASSERT_TRUE(journal.ok()) << journal.status();
   FakeSlurm fake(
       &clock_, {.default_plan = {.pending_for = absl::Seconds(10), .run_for = absl::Seconds(20)}});

@@ -132,14 +132,14 @@ int Main(int argc, char** argv) {
     return 1;
   }
 
-  auto journal = agent::Journal::Open(root + "/agent");
+  RealClock clock;
+  auto journal = agent::Journal::Open(root + "/agent", &clock);
   if (!journal.ok()) {
     std::cerr << journal.status() << "\n";
     return 1;
   }
   agent::SlurmCliClient cli;
   CountingSlurm slurm(&cli);
-  RealClock clock;
   agent::AgentOptions options;  // default intervals: min 1 s, max 30 s
   options.controller = absl::StrCat("127.0.0.1:", port);
   options.cluster = "bench";

@@ -69,12 +69,12 @@ struct Round {
 // The agent's path. `slurm` is the real client or a fake.
 Round AgentRound(agent::SlurmClient* slurm, int n, const std::string& name) {
   const std::string root = MakeTempDir(name);
-  auto journal = agent::Journal::Open(root + "/state");
+  RealClock clock;
+  auto journal = agent::Journal::Open(root + "/state", &clock);
   if (!journal.ok()) {
     std::cerr << journal.status() << "\n";
     std::exit(1);
   }
-  RealClock clock;
   agent::TaskManager tm({}, slurm, journal->get(), &clock);
   std::vector<v1::SubmitTask> tasks = MakeTasks(root, n);
   Round r;

@@ -142,7 +142,7 @@ void RunOnce(int n, int steady_reps, SizeResult& out) {
   FakeClock clock;
   FakeSlurm slurm(&clock, {.default_plan = {.pending_for = absl::Seconds(2),
                                             .run_for = absl::Seconds(600)}});
-  auto journal = Journal::Open(root + "/state");
+  auto journal = Journal::Open(root + "/state", &clock);
   if (!journal.ok()) {
     std::cerr << journal.status() << "\n";
     std::exit(1);
@@ -238,7 +238,7 @@ void RunReal(const std::vector<int>& sizes) {
   RealClock clock;
   for (int n : sizes) {
     const std::string dir = absl::StrCat(root, "/n", n);
-    auto journal = Journal::Open(dir + "/state");
+    auto journal = Journal::Open(dir + "/state", &clock);
     if (!journal.ok()) {
       std::cerr << journal.status() << "\n";
       return;
@@ -453,7 +453,7 @@ void RunScaleSize(int n, const std::string& root, size_t script_bytes) {
       agent::FakeSlurmOptions{
           .default_plan = {.pending_for = absl::Seconds(2), .run_for = absl::Seconds(600)}},
       n, 1000);
-  auto journal = Journal::Open(root + "/state");
+  auto journal = Journal::Open(root + "/state", &clock);
   if (!journal.ok()) {
     std::cerr << journal.status() << "\n";
     std::exit(1);

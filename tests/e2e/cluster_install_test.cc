@@ -11,7 +11,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "clients/install/agent_install.h"
 #include "clients/ssh/testing/test_sshd.h"
 #include "gmock/gmock.h"
@@ -148,11 +147,9 @@ TEST_F(ClusterInstallTest, InstallOnATlsControllerEnrollsTheAgent) {
     EXPECT_THAT(args, HasSubstr("--tls-ca\n" + remote_dir_ + "/ca.pem\n"));
     EXPECT_THAT(args, HasSubstr("--token-file\n" + remote_dir_ + "/token\n"));
     // Registered means enrolled: the one-time token is spent and gone from the headnode.
-    const absl::Time deadline = absl::Now() + absl::Seconds(10);
-    while (std::filesystem::exists(remote_dir_ + "/token") && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(50));
-    }
-    EXPECT_FALSE(std::filesystem::exists(remote_dir_ + "/token"));
+    EXPECT_TRUE(::evalctl::testing::WaitFor(
+        [&] { return !std::filesystem::exists(remote_dir_ + "/token"); }, absl::Seconds(10),
+        absl::Milliseconds(50)));
     RunsAJob(absl::StrCat("over-tls-", round));
   }
   auto tokens = env_.client().ListTokens([] {

@@ -26,6 +26,7 @@
 namespace evalctl::e2e {
 namespace {
 
+using ::evalctl::testing::kClusterPoll;
 using ::evalctl::testing::WaitFor;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -128,7 +129,7 @@ TEST_F(E2eTest, ControllerKilledMidRunAppliesEveryEventOnce) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60), kClusterPoll));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
 
@@ -164,7 +165,7 @@ TEST_F(E2eTest, ControllerDownWhileJobsFinishGetsEveryEventOnceAfterwards) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60), kClusterPoll));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
 
@@ -178,7 +179,7 @@ TEST_F(E2eTest, ControllerDownWhileJobsFinishGetsEveryEventOnceAfterwards) {
           std::vector<SacctRecord> r = SacctByJob(job);
           return r.size() == 1 && r[0].state == "COMPLETED";
         },
-        absl::Seconds(60)))
+        absl::Seconds(60), kClusterPoll))
         << "job " << job;
   }
   absl::SleepFor(killed + absl::Seconds(30) - absl::Now());
@@ -207,7 +208,7 @@ TEST_F(E2eTest, AgentKilledMidRunReconcilesAndFinishes) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60), kClusterPoll));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
 
@@ -241,7 +242,7 @@ TEST_F(E2eTest, CancelWhileTheAgentIsDownIsDeliveredWhenItReconnects) {
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
   const std::string id = submitted->id();
-  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60)));
+  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(id); }, absl::Seconds(60), kClusterPoll));
   auto before = env_.Get(id);
   E2E_ASSERT_OK(before);
   const v1::Task& task = before->tasks(0);
@@ -342,7 +343,8 @@ TEST_F(E2eTest, AgentKilledBeforeSbatchSubmitsOnce) {
   config.tasks.push_back({.name = "once", .command = SucceedingCommand("once", 2)});
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(mark); }, absl::Seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return std::filesystem::exists(mark); }, absl::Seconds(60), kClusterPoll))
       << "sbatch never ran";
   int sbatch_pid = 0;
   ASSERT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(mark)), &sbatch_pid) &&
@@ -350,7 +352,8 @@ TEST_F(E2eTest, AgentKilledBeforeSbatchSubmitsOnce) {
   ASSERT_TRUE(ProcessRuns(sbatch_pid));
   env_.KillAgent();
   // The sbatch the agent was waiting for died with it.
-  const bool sbatch_died = WaitFor([&] { return !ProcessRuns(sbatch_pid); }, absl::Seconds(10));
+  const bool sbatch_died =
+      WaitFor([&] { return !ProcessRuns(sbatch_pid); }, absl::Seconds(10), kClusterPoll);
   if (!sbatch_died) ::kill(sbatch_pid, SIGKILL);
   EXPECT_TRUE(sbatch_died) << "sbatch " << sbatch_pid << " outlived the killed agent";
   const v1::Task& task = submitted->tasks(0);
@@ -397,7 +400,8 @@ TEST_F(E2eTest, AgentKilledBetweenSbatchAndJournalAdoptsTheJob) {
   config.tasks.push_back({.name = "adopted", .command = SucceedingCommand("adopted", 3)});
   auto submitted = env_.Submit(config);
   E2E_ASSERT_OK(submitted);
-  ASSERT_TRUE(WaitFor([&] { return std::filesystem::exists(mark); }, absl::Seconds(60)))
+  ASSERT_TRUE(
+      WaitFor([&] { return std::filesystem::exists(mark); }, absl::Seconds(60), kClusterPoll))
       << "sbatch never ran";
   env_.KillAgent();
   const v1::Task& task = submitted->tasks(0);
@@ -407,7 +411,7 @@ TEST_F(E2eTest, AgentKilledBetweenSbatchAndJournalAdoptsTheJob) {
         queued = SqueueByName(env_.JobName(task, 1));
         return !queued.empty();
       },
-      absl::Seconds(10)));
+      absl::Seconds(10), kClusterPoll));
   ASSERT_EQ(queued.size(), 1u);
   const std::string job_id = queued[0].substr(0, queued[0].find(' '));
 

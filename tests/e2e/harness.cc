@@ -278,7 +278,7 @@ std::vector<SacctRecord> SettledSacctByName(const std::string& name, absl::Time 
         }
         return true;
       },
-      absl::Seconds(30));
+      absl::Seconds(30), ::evalctl::testing::kClusterPoll);
   return records;
 }
 
@@ -567,18 +567,17 @@ absl::StatusOr<v1::Task> E2eEnv::GetTask(const std::string& task_id) {
 
 absl::StatusOr<v1::Invocation> E2eEnv::WaitFinished(const std::string& invocation_id,
                                                     absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<v1::Invocation> inv = absl::UnknownError("never asked");
-  while (true) {
-    inv = Get(invocation_id);
-    if (inv.ok()) {
-      bool all = inv->tasks_size() > 0;
-      for (const v1::Task& t : inv->tasks()) all = all && IsTerminal(t.state());
-      if (all) return inv;
-    }
-    if (absl::Now() > deadline) break;
-    Sleep(absl::Milliseconds(500));
-  }
+  const bool finished = ::evalctl::testing::WaitFor(
+      [&] {
+        inv = Get(invocation_id);
+        if (!inv.ok()) return false;
+        bool all = inv->tasks_size() > 0;
+        for (const v1::Task& t : inv->tasks()) all = all && IsTerminal(t.state());
+        return all;
+      },
+      timeout, absl::Milliseconds(500));
+  if (finished) return inv;
   return absl::DeadlineExceededError(absl::StrCat(
       "invocation ", invocation_id, " not finished within ", absl::FormatDuration(timeout),
       "; last: ", inv.ok() ? inv->DebugString() : inv.status().ToString()));
@@ -587,13 +586,14 @@ absl::StatusOr<v1::Invocation> E2eEnv::WaitFinished(const std::string& invocatio
 absl::StatusOr<v1::Task> E2eEnv::WaitTask(const std::string& task_id,
                                           const std::function<bool(const v1::Task&)>& done,
                                           absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
   absl::StatusOr<v1::Task> task = absl::UnknownError("never asked");
-  while (true) {
-    task = GetTask(task_id);
-    if (task.ok() && done(*task)) return task;
-    if (absl::Now() > deadline) break;
-    Sleep(absl::Milliseconds(250));
+  if (::evalctl::testing::WaitFor(
+          [&] {
+            task = GetTask(task_id);
+            return task.ok() && done(*task);
+          },
+          timeout, absl::Milliseconds(250))) {
+    return task;
   }
   return absl::DeadlineExceededError(absl::StrCat(
       "task ", task_id, ": condition not reached within ", absl::FormatDuration(timeout),

@@ -17,6 +17,7 @@ namespace evalctl::e2e {
 namespace {
 
 using ::evalctl::testing::CommandOutput;
+using ::evalctl::testing::kClusterPoll;
 using ::evalctl::testing::Slurm;
 using ::evalctl::testing::WaitFor;
 using ::testing::HasSubstr;
@@ -58,7 +59,8 @@ TEST_F(SlurmdbdOutageTest, NoTaskFailsAndTrackingRecoversAfterward) {
   config.tasks.push_back({.name = "ends-after", .command = ProgressingCommand("b", 40)});
   auto first = env_.Submit(config);
   E2E_ASSERT_OK(first);
-  ASSERT_TRUE(WaitFor([&] { return env_.AllRunning(first->id()); }, absl::Seconds(60)));
+  ASSERT_TRUE(
+      WaitFor([&] { return env_.AllRunning(first->id()); }, absl::Seconds(60), kClusterPoll));
 
   E2E_ASSERT_OK(cluster_->Run("stop-slurmdbd"));
   const absl::Time outage = absl::Now();
@@ -79,7 +81,7 @@ TEST_F(SlurmdbdOutageTest, NoTaskFailsAndTrackingRecoversAfterward) {
         info = ClusterInfo(env_);
         return info.has_value() && !info->slurm_reachable();
       },
-      absl::Seconds(20)))
+      absl::Seconds(20), kClusterPoll))
       << (info ? info->DebugString() : "no cluster");
   if (info) {
     EXPECT_THAT(info->slurm_message(), HasSubstr("sacct"));
@@ -129,7 +131,7 @@ TEST_F(SlurmdbdOutageTest, NoTaskFailsAndTrackingRecoversAfterward) {
         info = ClusterInfo(env_);
         return info.has_value() && info->slurm_reachable();
       },
-      absl::Seconds(30)))
+      absl::Seconds(30), kClusterPoll))
       << (info ? info->DebugString() : "no cluster");
 }
 

@@ -49,7 +49,8 @@ int FileMode(const std::string& path) {
 
 bool WaitForText(const std::string& path, const std::string& needle, absl::Duration timeout) {
   return ::evalctl::testing::WaitFor(
-      [&] { return absl::StrContains(ReadFileOrEmpty(path), needle); }, timeout);
+      [&] { return absl::StrContains(ReadFileOrEmpty(path), needle); }, timeout,
+      ::evalctl::testing::kClusterPoll);
 }
 
 int Count(const std::string& text, const std::string& needle) {
@@ -592,7 +593,7 @@ TEST_F(SecureTest, AgentEnrollsOnceAndKeepsItsCredential) {
   ASSERT_NO_FATAL_FAILURE(StartEnrollingAgent(token_file));
 
   EXPECT_TRUE(::evalctl::testing::WaitFor([&] { return !std::filesystem::exists(token_file); },
-                                          absl::Seconds(10)))
+                                          absl::Seconds(10), ::evalctl::testing::kClusterPoll))
       << "the spent enrollment token file is still there";
   ASSERT_TRUE(WaitForText(env_.agent_log(), "enrolled with the controller", absl::Seconds(10)));
 
@@ -689,7 +690,7 @@ TEST_F(SecureTest, AgentEnrollsOnceAndKeepsItsCredential) {
   ASSERT_NE(second_agent.process, nullptr);
   EXPECT_TRUE(::evalctl::testing::WaitFor(
       [&] { return Count(ReadFileOrEmpty(second_agent.log), "reconnecting in") >= 2; },
-      absl::Seconds(20)))
+      absl::Seconds(20), ::evalctl::testing::kClusterPoll))
       << ReadFileOrEmpty(second_agent.log);
   second_agent.process->Kill(SIGKILL);
   EXPECT_THAT(ReadFileOrEmpty(second_agent.log), Not(HasSubstr("enrolled with the controller")));
@@ -746,7 +747,7 @@ TEST_F(SecureTest, AgentEnrollsOnceAndKeepsItsCredential) {
   ASSERT_NE(as_user.process, nullptr);
   EXPECT_TRUE(::evalctl::testing::WaitFor(
       [&] { return Count(ReadFileOrEmpty(as_user.log), "reconnecting in") >= 2; },
-      absl::Seconds(20)))
+      absl::Seconds(20), ::evalctl::testing::kClusterPoll))
       << ReadFileOrEmpty(as_user.log);
   EXPECT_FALSE(Connected(other_cluster));
   refused = RegisterAs(carol, other_cluster, "agent-secure-test-user");
@@ -779,7 +780,7 @@ TEST_F(SecureTest, AgentWithASpentTokenFileFallsBackToItsCredential) {
   ASSERT_FALSE(enrollment.empty());
   ASSERT_NO_FATAL_FAILURE(StartEnrollingAgent(token_file));
   ASSERT_TRUE(::evalctl::testing::WaitFor([&] { return !std::filesystem::exists(token_file); },
-                                          absl::Seconds(10)));
+                                          absl::Seconds(10), ::evalctl::testing::kClusterPoll));
   env_.KillAgent();
   ASSERT_FALSE(StoredCredential(env_.agent_state_dir()).empty());
 
@@ -855,7 +856,7 @@ TEST_F(SecureTest, MutualTlsAdmitsOnlyClientsWithACertificate) {
   // With the client certificate the agent enrolls with the same token and runs a job.
   ASSERT_NO_FATAL_FAILURE(StartEnrollingAgent(token_file, /*mutual=*/true));
   EXPECT_TRUE(::evalctl::testing::WaitFor([&] { return !std::filesystem::exists(token_file); },
-                                          absl::Seconds(10)));
+                                          absl::Seconds(10), ::evalctl::testing::kClusterPoll));
   RunConfig config;
   config.tasks.push_back({.name = "t0", .command = SucceedingCommand("t0", 1)});
   auto submitted = env_.Submit(config);

@@ -28,25 +28,25 @@ TEST_F(ClusterTest, SubmittedJobReachesCompletedInSacct) {
   std::string id = reaper_.Add(Sbatch({"-p", "debug", "-w", "node1"}, "#!/bin/bash\ntrue\n"));
   ASSERT_FALSE(id.empty());
   EXPECT_TRUE(WaitFor([&] { return SacctStates(id) == std::vector<std::string>{"COMPLETED"}; },
-                      absl::Seconds(30)))
+                      absl::Seconds(30), kClusterPoll))
       << "sacct states: " << ::testing::PrintToString(SacctStates(id));
 }
 
 TEST_F(ClusterTest, FailingJobShowsFailedWithItsExitCode) {
   std::string id = reaper_.Add(Sbatch({"-p", "debug", "-w", "node1"}, "#!/bin/bash\nexit 3\n"));
   ASSERT_TRUE(WaitFor([&] { return SacctStates(id) == std::vector<std::string>{"FAILED"}; },
-                      absl::Seconds(30)));
+                      absl::Seconds(30), kClusterPoll));
   EXPECT_EQ(ScontrolField(id, "ExitCode"), "3:0");
 }
 
 TEST_F(ClusterTest, CancelledJobShowsCancelled) {
   std::string id = reaper_.Add(Sbatch({"-p", "debug", "-w", "node1"}, kSleeper));
-  ASSERT_TRUE(WaitFor([&] { return ScontrolField(id, "JobState") == "RUNNING"; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return ScontrolField(id, "JobState") == "RUNNING"; }, absl::Seconds(30),
+                      kClusterPoll));
   CommandOutput r = Slurm({"scancel", id});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(WaitFor([&] { return SacctStates(id) == std::vector<std::string>{"CANCELLED"}; },
-                      absl::Seconds(30)))
+                      absl::Seconds(30), kClusterPoll))
       << ::testing::PrintToString(SacctStates(id));
 }
 
@@ -55,17 +55,17 @@ TEST_F(ClusterTest, CancelledJobShowsCancelled) {
 TEST_F(ClusterTest, PreemptionWithRequeue) {
   std::string low = reaper_.Add(Sbatch({"-p", "low", "-w", "node3", "--exclusive"}, kSleeper));
   ASSERT_TRUE(WaitFor([&] { return ScontrolField(low, "JobState") == "RUNNING"; },
-                      absl::Seconds(30)));
+                      absl::Seconds(30), kClusterPoll));
   std::string high = reaper_.Add(Sbatch({"-p", "high", "-w", "node3", "--exclusive"}, kSleeper));
   ASSERT_TRUE(WaitFor([&] { return ScontrolField(high, "JobState") == "RUNNING"; },
-                      absl::Seconds(60)))
+                      absl::Seconds(60), kClusterPoll))
       << "high-priority job never started; low job state " << ScontrolField(low, "JobState");
   EXPECT_TRUE(WaitFor(
       [&] {
         std::vector<std::string> states = SacctStates(low, /*duplicates=*/true);
         return std::find(states.begin(), states.end(), "PREEMPTED") != states.end();
       },
-      absl::Seconds(30)))
+      absl::Seconds(30), kClusterPoll))
       << ::testing::PrintToString(SacctStates(low, true));
   EXPECT_EQ(ScontrolField(low, "Restarts"), "1");
 }
@@ -75,27 +75,26 @@ TEST_F(ClusterTest, PreemptionWithCancel) {
   std::string low =
       reaper_.Add(Sbatch({"-p", "lowcancel", "-w", "node4", "--exclusive"}, kSleeper));
   ASSERT_TRUE(WaitFor([&] { return ScontrolField(low, "JobState") == "RUNNING"; },
-                      absl::Seconds(30)));
+                      absl::Seconds(30), kClusterPoll));
   std::string high = reaper_.Add(Sbatch({"-p", "high", "-w", "node4", "--exclusive"}, kSleeper));
   EXPECT_TRUE(WaitFor([&] { return SacctStates(low) == std::vector<std::string>{"PREEMPTED"}; },
-                      absl::Seconds(60)))
+                      absl::Seconds(60), kClusterPoll))
       << ::testing::PrintToString(SacctStates(low, true));
   EXPECT_TRUE(WaitFor([&] { return ScontrolField(high, "JobState") == "RUNNING"; },
-                      absl::Seconds(60)));
+                      absl::Seconds(60), kClusterPoll));
 }
 
 // A node set down under a running --no-requeue job ends it NODE_FAIL.
 TEST_F(ClusterTest, NodeDownGivesNodeFail) {
   std::string id =
       reaper_.Add(Sbatch({"-p", "debug", "-w", "node2", "--no-requeue"}, kSleeper));
-  ASSERT_TRUE(WaitFor([&] { return ScontrolField(id, "JobState") == "RUNNING"; },
-                      absl::Seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return ScontrolField(id, "JobState") == "RUNNING"; }, absl::Seconds(30),
+                      kClusterPoll));
   CommandOutput down =
       Slurm({"scontrol", "update", "nodename=node2", "state=down", "reason=evalctl-test"});
   ASSERT_EQ(down.exit_code, 0) << down.err;
-  bool failed =
-      WaitFor([&] { return SacctStates(id) == std::vector<std::string>{"NODE_FAIL"}; },
-              absl::Seconds(30));
+  bool failed = WaitFor([&] { return SacctStates(id) == std::vector<std::string>{"NODE_FAIL"}; },
+                        absl::Seconds(30), kClusterPoll);
   CommandOutput resume = Slurm({"scontrol", "update", "nodename=node2", "state=resume"});
   EXPECT_EQ(resume.exit_code, 0) << resume.err;
   EXPECT_TRUE(failed) << ::testing::PrintToString(SacctStates(id));

@@ -137,14 +137,14 @@ class JobScriptTest : public ::testing::Test {
           state = ScontrolField(id, "JobState");
           return state != "" && state != "PENDING";
         },
-        absl::Seconds(240));
+        absl::Seconds(240), kClusterPoll);
     WaitFor(
         [&] {
           state = ScontrolField(id, "JobState");
           return state != "" && state != "PENDING" && state != "RUNNING" && state != "COMPLETING" &&
                  state != "CONFIGURING";
         },
-        absl::Seconds(120));
+        absl::Seconds(120), kClusterPoll);
     return state;
   }
 

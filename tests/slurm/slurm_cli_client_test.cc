@@ -110,7 +110,7 @@ class SlurmCliClientTest : public ::testing::Test {
           last = acct->front();
           return done(last);
         },
-        timeout);
+        timeout, kClusterPoll);
     EXPECT_TRUE(ok) << "job " << id << " in sacct: state=" << last.state;
     return last;
   }
@@ -179,7 +179,7 @@ TEST_F(SlurmCliClientTest, CancelARunningJob) {
         absl::StatusOr<std::vector<JobInfo>> q = slurm.Queue({id});
         return q.ok() && q->size() == 1 && q->front().state == "RUNNING";
       },
-      absl::Seconds(30)));
+      absl::Seconds(30), kClusterPoll));
   ASSERT_TRUE(slurm.Cancel({id}).ok());
   JobInfo acct = WaitForAccounting(slurm, id, [](const JobInfo& j) {
     return j.state == "CANCELLED";  // sacct says "CANCELLED by 0"
@@ -203,7 +203,7 @@ TEST_F(SlurmCliClientTest, RequeuedJobCountsRestarts) {
         absl::StatusOr<std::vector<JobInfo>> q = slurm.Queue({id});
         return q.ok() && q->size() == 1 && q->front().state == "RUNNING";
       },
-      absl::Seconds(30)));
+      absl::Seconds(30), kClusterPoll));
   CommandOutput requeue = Slurm({"scontrol", "requeue", id});
   ASSERT_EQ(requeue.exit_code, 0) << requeue.err;
   // The job passes through COMPLETING (the old run's cleanup) before it is PENDING again, with
@@ -214,7 +214,7 @@ TEST_F(SlurmCliClientTest, RequeuedJobCountsRestarts) {
         shown = slurm.Show(id);
         return shown.ok() && shown->state == "PENDING" && shown->reason == "BeginTime";
       },
-      absl::Seconds(30)))
+      absl::Seconds(30), kClusterPoll))
       << (shown.ok() ? shown->state + " (" + shown->reason + ")" : shown.status().ToString());
   EXPECT_EQ(shown->restarts, 1);
   JobInfo acct = WaitForAccounting(
@@ -257,7 +257,7 @@ TEST_F(SlurmCliClientTest, FindByNameFindsAJobByItsUniqueName) {
         return found.ok() && found->size() == 1 && found->front().state == "COMPLETED" &&
                found->front().exit_code.has_value();
       },
-      absl::Seconds(30)))
+      absl::Seconds(30), kClusterPoll))
       << (found.ok() ? ::testing::PrintToString(found->size()) : found.status().ToString());
   EXPECT_THAT(slurm.FindByName({UniqueName("nobody")}, since).value(), IsEmpty());
 }
@@ -341,7 +341,7 @@ TEST_F(SlurmCliClientTest, LongIdListsAreChunked) {
         return std::all_of(acct->begin(), acct->end(),
                            [](const JobInfo& j) { return j.state == "COMPLETED"; });
       },
-      absl::Seconds(60)));
+      absl::Seconds(60), kClusterPoll));
   lines = absl::StrSplit(ReadFile(dir_ + "/sacct.calls"), '\n', absl::SkipEmpty());
   ASSERT_FALSE(lines.empty());
   EXPECT_EQ(lines.size() % 3, 0u) << "sacct calls: " << absl::StrJoin(lines, "\n");
@@ -379,7 +379,7 @@ TEST_F(SlurmCliClientTest, SecretReachesTheJobButNotTheCommandLine) {
         submit_line = Slurm({"sacct", "-X", "-n", "--parsable2", "-j", id, "--format=SubmitLine"});
         return absl::StrContains(submit_line.out, "--parsable");
       },
-      absl::Seconds(30)))
+      absl::Seconds(30), kClusterPoll))
       << submit_line.out << submit_line.err;
   EXPECT_THAT(submit_line.out, Not(HasSubstr(secret)));
   // Nor the script text Slurm shows.

@@ -5,7 +5,6 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "absl/time/clock.h"
 #include "common/subprocess.h"
 #include "gtest/gtest.h"
 
@@ -72,15 +71,6 @@ std::string ScontrolField(const std::string& job_id, const std::string& field) {
     if (absl::ConsumePrefix(&kv, field + "=")) return std::string(kv);
   }
   return "";
-}
-
-bool WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    if (done()) return true;
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(200));
-  }
 }
 
 JobReaper::~JobReaper() {

@@ -2,11 +2,11 @@
 // command-line tools. Every helper fails the test loudly when Slurm does not answer; nothing skips.
 #pragma once
 
-#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "common/testing/wait_for.h"
 
 namespace evalctl::testing {
 
@@ -32,8 +32,9 @@ std::vector<std::string> SacctStates(const std::string& job_id, bool duplicates 
 // A field of `scontrol show job -o ID`, e.g. "JobState"; empty when the job is unknown.
 std::string ScontrolField(const std::string& job_id, const std::string& field);
 
-// Polls `done` every 200 ms until it returns true or `timeout` passes.
-bool WaitFor(const std::function<bool()>& done, absl::Duration timeout);
+// How often a test waiting on the cluster polls (WaitFor, common/testing/wait_for.h): each poll
+// may run a Slurm command or ask the controller.
+inline constexpr absl::Duration kClusterPoll = absl::Milliseconds(200);
 
 // Cancels jobs at scope exit, so a failing test leaves nothing running.
 class JobReaper {

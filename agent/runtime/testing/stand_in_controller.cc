@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "absl/time/clock.h"
+#include "common/testing/wait_for.h"
 
 namespace evalctl::agent {
 
@@ -21,8 +21,9 @@ grpc::Status StandInController::Connect(
     stream_ = stream;
   }
   while (stream->Read(&in)) {
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     absl::MutexLock lock(&mu_);
+    if (in.has_heartbeat()) heartbeats_.push_back(now);
     if (in.has_command_result()) {
       results_[in.command_result().command_id()] = in.command_result();
       continue;
@@ -69,21 +70,18 @@ std::vector<uint64_t> StandInController::Send(const std::vector<v1::Command>& co
 
 bool StandInController::WaitResults(const std::vector<uint64_t>& ids, absl::Duration timeout,
                                     std::vector<v1::CommandResult>* out) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    {
-      absl::MutexLock lock(&mu_);
-      out->clear();
-      for (uint64_t id : ids) {
-        auto it = results_.find(id);
-        if (it == results_.end()) break;
-        out->push_back(it->second);
-      }
-      if (out->size() == ids.size()) return true;
-    }
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return false;
+  return testing::WaitFor(
+      [&] {
+        absl::MutexLock lock(&mu_);
+        out->clear();
+        for (uint64_t id : ids) {
+          auto it = results_.find(id);
+          if (it == results_.end()) break;
+          out->push_back(it->second);
+        }
+        return out->size() == ids.size();
+      },
+      timeout);
 }
 
 absl::Time StandInController::AllReached(const std::vector<std::string>& task_ids,
@@ -106,6 +104,11 @@ absl::Time StandInController::AllReached(const std::vector<std::string>& task_id
 std::vector<StandInController::Arrival> StandInController::arrivals() {
   absl::MutexLock lock(&mu_);
   return arrivals_;
+}
+
+std::vector<absl::Time> StandInController::heartbeats() {
+  absl::MutexLock lock(&mu_);
+  return heartbeats_;
 }
 
 }  // namespace evalctl::agent

@@ -1,6 +1,7 @@
 // StandInController: the controller's end of the agent stream, for tests and benchmarks that run
 // a real AgentRuntime over gRPC without a controller. It registers the agent, sends commands,
-// keeps their results, acknowledges events and notes when each task event arrived.
+// keeps their results, acknowledges events and notes when each task event and heartbeat arrived,
+// by its clock (real time unless given one: the agent's FakeClock, in tests on one).
 //
 //   StandInController controller;
 //   builder.RegisterService(&controller);          // a grpc::ServerBuilder on 127.0.0.1:0
@@ -18,6 +19,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "evalctl/v1/agent_service.grpc.pb.h"
 
 namespace evalctl::agent {
@@ -28,6 +30,10 @@ class StandInController final : public v1::AgentService::Service {
     absl::Time at;
     v1::TaskEvent event;
   };
+
+  // `clock` (not owned) stamps the arrivals; null: real time.
+  explicit StandInController(Clock* clock = nullptr)
+      : clock_(clock != nullptr ? clock : &real_clock_) {}
 
   grpc::Status Connect(
       grpc::ServerContext* context,
@@ -50,7 +56,12 @@ class StandInController final : public v1::AgentService::Service {
   // Every task event so far, in order of arrival.
   std::vector<Arrival> arrivals();
 
+  // When each heartbeat arrived.
+  std::vector<absl::Time> heartbeats();
+
  private:
+  RealClock real_clock_;
+  Clock* const clock_;
   absl::Mutex mu_;
   grpc::ServerReaderWriter<v1::ControllerMessage, v1::AgentMessage>* stream_ ABSL_GUARDED_BY(mu_) =
       nullptr;
@@ -58,6 +69,7 @@ class StandInController final : public v1::AgentService::Service {
   uint64_t applied_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<uint64_t, v1::CommandResult> results_ ABSL_GUARDED_BY(mu_);
   std::vector<Arrival> arrivals_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> heartbeats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace evalctl::agent
