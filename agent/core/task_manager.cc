@@ -24,6 +24,7 @@
 #include "common/run_layout.h"
 #include "common/status_macros.h"
 #include "google/protobuf/util/time_util.h"
+#include "common/task_vocabulary.h"
 
 namespace evalctl::agent {
 namespace {
@@ -59,9 +60,7 @@ v1::ResumeReason ReasonOf(const std::string& state) {
   return v1::RESUME_REASON_UNSPECIFIED;
 }
 
-google::protobuf::Timestamp Ts(absl::Time t) {
-  return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
-}
+google::protobuf::Timestamp Ts(absl::Time t) { return ToTimestamp(t); }
 
 bool Known(absl::Time t) { return t != absl::InfinitePast() && t != absl::InfiniteFuture(); }
 

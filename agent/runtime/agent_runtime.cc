@@ -11,21 +11,20 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "agent/core/run_files.h"
 #include "common/logging.h"
 #include "common/wire_limits.h"
 #include "google/protobuf/util/time_util.h"
+#include "common/task_vocabulary.h"
 
 namespace evalctl::agent {
 namespace {
 
-using google::protobuf::util::TimeUtil;
 
-google::protobuf::Timestamp Ts(absl::Time t) {
-  return TimeUtil::MillisecondsToTimestamp(absl::ToUnixMillis(t));
-}
+google::protobuf::Timestamp Ts(absl::Time t) { return ToTimestamp(t); }
 
 // Cancels that arrive within kCancelQuiet of each other are gathered into one batch, for at most
 // kCancelGather.
@@ -144,8 +143,22 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
         std::vector<v1::SubmitTask> submits;
         std::vector<uint64_t> ids;
         while (!batch.empty() && batch.front().has_submit_task()) {
+          v1::SubmitTask& submit = *batch.front().mutable_submit_task();
+          // The controller checked the owner's right to this Unix user; a task for another
+          // user is refused here too, whatever the controller says.
+          if (!submit.run_as().empty() && submit.run_as() != options_.unix_user) {
+            LOG(WARNING) << "task=" << absl::CHexEscape(submit.task_id())
+                         << " refused: it is to run as " << absl::CHexEscape(submit.run_as())
+                         << ", and this agent runs as " << options_.unix_user;
+            Reply(batch.front().command_id(),
+                  absl::PermissionDeniedError(absl::StrCat(
+                      "this agent runs jobs as the Unix user ", options_.unix_user, ", not as ",
+                      absl::CHexEscape(submit.run_as()))));
+            batch.pop_front();
+            continue;
+          }
           ids.push_back(batch.front().command_id());
-          submits.push_back(std::move(*batch.front().mutable_submit_task()));
+          submits.push_back(std::move(submit));
           batch.pop_front();
         }
         std::vector<absl::Status> results = tasks_.AcceptBatch(submits);

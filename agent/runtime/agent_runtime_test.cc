@@ -377,4 +377,27 @@ TEST_F(AgentRuntimeTest, AnIdleAgentHeartbeatsEachInterval) {
 }
 
 }  // namespace
+// The agent runs jobs only as its own Unix user: a task for another user is refused (whatever the
+// controller decided), is never journaled and never reaches Slurm; one for its user is taken.
+TEST_F(AgentRuntimeTest, ATaskForAnotherUnixUserIsRefused) {
+  FakeSlurm fake(&clock_, FakeSlurmOptions{});
+  StartAgent(&fake, AgentOptions{});
+  v1::Command theirs = Submit(0);
+  theirs.mutable_submit_task()->set_run_as("bob");
+  v1::Command mine = Submit(1);
+  mine.mutable_submit_task()->set_run_as("tester");
+  std::vector<v1::CommandResult> results;
+  ASSERT_TRUE(controller_.WaitResults(controller_.Send({theirs, mine}), absl::Seconds(30),
+                                      &results));
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].code(), static_cast<int>(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(results[0].message(),
+              ::testing::HasSubstr("runs jobs as the Unix user tester, not as bob"));
+  EXPECT_EQ(results[1].code(), 0) << results[1].message();
+  auto tasks = journal_->LoadTasks();
+  ASSERT_TRUE(tasks.ok()) << tasks.status();
+  ASSERT_EQ(tasks->size(), 1u);
+  EXPECT_EQ((*tasks)[0].submit.task_id(), mine.submit_task().task_id());
+}
+
 }  // namespace evalctl::agent

@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/strip.h"
+#include "common/task_vocabulary.h"
 
 namespace evalctl::agent {
 namespace {
@@ -21,11 +22,6 @@ constexpr v1::TaskState kActiveStates[] = {v1::TASK_STATE_PENDING, v1::TASK_STAT
 constexpr v1::TaskState kTerminalStates[] = {v1::TASK_STATE_SUCCEEDED, v1::TASK_STATE_FAILED,
                                              v1::TASK_STATE_CANCELLED,
                                              v1::TASK_STATE_BUDGET_EXHAUSTED};
-
-bool IsTerminal(v1::TaskState s) {
-  return std::find(std::begin(kTerminalStates), std::end(kTerminalStates), s) !=
-         std::end(kTerminalStates);
-}
 
 std::string Label(const std::string& enum_name, absl::string_view prefix) {
   return absl::AsciiStrToLower(absl::StripPrefix(enum_name, prefix));

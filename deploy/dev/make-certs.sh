@@ -170,7 +170,7 @@ evalctl-controller (TLS; agents and users present bearer tokens):
       --admin-token-file ADMIN_TOKEN_FILE
   mutual TLS (agents must show client.crt): add --tls-client-ca $dir/ca.crt --require-client-cert
 
-evalctl-agent (TOKEN_FILE: a one-time token from \`evalctl cluster enroll CLUSTER\`):
+evalctl-agent (TOKEN_FILE: a one-time token from \`evalctl cluster enroll CLUSTER --unix-user USER\`):
   evalctl-agent --controller HOST:50051 --tls-ca $dir/ca.crt --token-file TOKEN_FILE ...
   mutual TLS: add --tls-cert $dir/client.crt --tls-key $dir/client.key
 

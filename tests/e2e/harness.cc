@@ -28,6 +28,7 @@
 #include "common/subprocess.h"
 #include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
+#include "common/task_vocabulary.h"
 
 extern char** environ;
 
@@ -38,11 +39,6 @@ using ::evalctl::testing::CommandOutput;
 using ::evalctl::testing::Slurm;
 
 constexpr char kAccount[] = "e2e";
-
-bool IsTerminal(v1::TaskState s) {
-  return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED ||
-         s == v1::TASK_STATE_CANCELLED || s == v1::TASK_STATE_BUDGET_EXHAUSTED;
-}
 
 // "FooBar_baz" -> "foobar-baz", at most 24 characters.
 std::string Slug(absl::string_view text) {

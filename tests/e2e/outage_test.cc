@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -153,6 +154,15 @@ TEST_F(NodeFailureTest, NodeSetDownIsResumedAsANewAttempt) {
       task_id, [](const v1::Task& t) { return t.state() == v1::TASK_STATE_RUNNING; },
       absl::Seconds(60));
   E2E_ASSERT_OK(running);
+  // Slurm says RUNNING before the step has started the command: wait until it has, so that
+  // the node fails under a first attempt that is really running.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto log = env_.ReadLog(task_id, v1::LOG_KIND_EVAL, 1);
+        return log.ok() && absl::StrContains(*log, "waiting for the node to fail");
+      },
+      absl::Seconds(60), kClusterPoll))
+      << "the first attempt's command did not start";
 
   CommandOutput down =
       Slurm({"scontrol", "update", "nodename=node2", "state=down", "reason=e2e-node-failure"});

@@ -35,6 +35,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/harness.h"
+#include "common/task_vocabulary.h"
 
 namespace evalctl::e2e {
 namespace {
@@ -328,11 +329,6 @@ TEST(E2eSecretsTest, SecretReachesTheJobAndNothingElse) {
   EXPECT_TRUE(std::filesystem::exists(env.agent_state_dir() + "/journal.db"));
   EXPECT_TRUE(std::filesystem::exists(task.run_dir() + "/run.sub"));
   EXPECT_THAT(ReadFileOrEmpty(task.run_dir() + "/run.sub"), HasSubstr("MY_SECRET"));
-}
-
-bool IsTerminal(v1::TaskState s) {
-  return s == v1::TASK_STATE_SUCCEEDED || s == v1::TASK_STATE_FAILED ||
-         s == v1::TASK_STATE_CANCELLED || s == v1::TASK_STATE_BUDGET_EXHAUSTED;
 }
 
 // The task's command: prints the SHA-256 of both secrets (and how many of evalctl's transport
