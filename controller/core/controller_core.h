@@ -49,6 +49,8 @@ struct Caller {
   // When the caller's token expires (InfiniteFuture: never, or no token): what it creates may not
   // outlive it.
   absl::Time token_expires = absl::InfiniteFuture();
+  // The token's public id (empty without tokens): open streams end when it is revoked.
+  std::string token_id;
 };
 
 // Which Unix users a user's jobs may run as. A user runs as the Unix user of the same name; an

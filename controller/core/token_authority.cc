@@ -276,6 +276,19 @@ absl::StatusOr<Principal> TokenAuthority::Verify(absl::string_view token) {
   return principal;
 }
 
+absl::Status TokenAuthority::StillValid(const std::string& token_id) {
+  absl::MutexLock lock(&mu_);
+  auto it = entries_.find(token_id);
+  if (it == entries_.end()) return Unauthenticated();
+  if (it->second.revoked) {
+    return absl::UnauthenticatedError(absl::StrCat("token ", token_id, " was revoked"));
+  }
+  if (it->second.expires_ms != 0 && it->second.expires_ms <= absl::ToUnixMillis(clock_->Now())) {
+    return absl::UnauthenticatedError(absl::StrCat("token ", token_id, " has expired"));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<IssuedToken> TokenAuthority::CreateToken(const Caller& caller,
                                                         const v1::CreateTokenRequest& req) {
   Spec spec{.kind = TokenKind::kUser};

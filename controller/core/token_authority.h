@@ -68,6 +68,9 @@ class TokenAuthority : public RunAsPolicy {
   // UNAUTHENTICATED (the same message for a malformed, unknown or wrong token, so that a caller
   // learns nothing about which ids exist) or with the reason for a revoked or expired one.
   absl::StatusOr<Principal> Verify(absl::string_view token);
+  // Whether the token with this id still authenticates (not revoked, not expired); the reason
+  // otherwise. For streams opened with it, which end when it does not.
+  absl::Status StillValid(const std::string& token_id);
 
   // AdminService.
   absl::StatusOr<IssuedToken> CreateToken(const Caller& caller, const v1::CreateTokenRequest& req);

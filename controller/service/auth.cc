@@ -59,7 +59,10 @@ absl::StatusOr<Caller> TokenAuthenticator::Authenticate(
     return absl::PermissionDeniedError(
         absl::StrCat("token ", p.token_id, " belongs to an agent and cannot call this service"));
   }
-  return Caller{.user = std::move(p.user), .admin = p.admin, .token_expires = p.expires};
+  return Caller{.user = std::move(p.user),
+                .admin = p.admin,
+                .token_expires = p.expires,
+                .token_id = std::move(p.token_id)};
 }
 
 absl::StatusOr<Principal> TokenAuthenticator::AuthenticateAgent(

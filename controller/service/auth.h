@@ -26,6 +26,11 @@ class Authenticator {
   // an empty cluster is not bound to any cluster (the insecure mode).
   virtual absl::StatusOr<Principal> AuthenticateAgent(
       const grpc::CallbackServerContext& context) = 0;
+  // Whether the caller's token still authenticates (streams opened with it end when not).
+  virtual absl::Status StillValid(const Caller& caller) {
+    (void)caller;
+    return absl::OkStatus();
+  }
 };
 
 // The loopback-only insecure mode: the user name comes from the `x-evalctl-user` metadata the
@@ -41,6 +46,9 @@ class TokenAuthenticator : public Authenticator {
  public:
   explicit TokenAuthenticator(TokenAuthority* tokens) : tokens_(tokens) {}
   absl::StatusOr<Caller> Authenticate(const grpc::CallbackServerContext& context) override;
+  absl::Status StillValid(const Caller& caller) override {
+    return tokens_->StillValid(caller.token_id);
+  }
   absl::StatusOr<Principal> AuthenticateAgent(const grpc::CallbackServerContext& context) override;
 
  private:

@@ -25,12 +25,16 @@ RpcObservation EvalRpc(ControllerMetrics* metrics, absl::string_view method) {
 // and new events were announced, so a slow watcher lags (and catches up from the log) instead of
 // buffering without bound or stalling the core.
 class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse>,
-                     public RefCounted {
+                     public RefCounted,
+                     public OpenStreams::Stream {
  public:
-  WatchReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics, Caller caller,
+  WatchReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics,
+               Authenticator* auth, OpenStreams* streams, Caller caller,
                v1::WatchInvocationRequest request)
       : core_(core),
         pool_(pool),
+        auth_(auth),
+        streams_(streams),
         metrics_(metrics),
         rpc_(EvalRpc(metrics, "WatchInvocation")),
         caller_(std::move(caller)),
@@ -43,7 +47,14 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
     }
     if (metrics_ != nullptr) watcher_id_ = metrics_->WatcherOpened(last_);
     link_->reactor = this;
+    slot_ = streams_->Track(this);
     Schedule([this] { Start(); });
+  }
+
+  void EndIfInvalid() override {
+    if (absl::Status valid = auth_->StillValid(caller_); !valid.ok()) {
+      FinishOnce(ToGrpcStatus(valid));
+    }
   }
 
   void OnWriteDone(bool ok) override {
@@ -60,6 +71,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
       absl::MutexLock lock(&link_->mu);
       link_->reactor = nullptr;
     }
+    streams_->Untrack(slot_);
     if (listener_ != 0) core_->RemoveListener(listener_);
     if (metrics_ != nullptr) metrics_->WatcherClosed(watcher_id_);
     {
@@ -190,6 +202,9 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
 
   ControllerCore* core_;
   ThreadPool* pool_;
+  Authenticator* auth_;
+  OpenStreams* streams_;
+  std::shared_ptr<OpenStreams::Slot> slot_;
   ControllerMetrics* metrics_;
   RpcObservation rpc_;
   Caller caller_;
@@ -217,17 +232,29 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::WatchInvocationResponse
 
 // Streams a log: each chunk is asked of the task's agent (over its stream), written, then the
 // next one is asked for. With `follow` the agent waits for the file to grow before answering.
-class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, public RefCounted {
+class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>,
+                    public RefCounted,
+                    public OpenStreams::Stream {
  public:
-  LogsReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics, Caller caller,
+  LogsReactor(ControllerCore* core, ThreadPool* pool, ControllerMetrics* metrics,
+              Authenticator* auth, OpenStreams* streams, Caller caller,
               v1::StreamLogsRequest request)
       : core_(core),
         pool_(pool),
+        auth_(auth),
+        streams_(streams),
         rpc_(EvalRpc(metrics, "StreamLogs")),
         caller_(std::move(caller)),
         request_(std::move(request)) {
     offset_ = request_.offset();
+    slot_ = streams_->Track(this);
     Ask();
+  }
+
+  void EndIfInvalid() override {
+    if (absl::Status valid = auth_->StillValid(caller_); !valid.ok()) {
+      FinishOnce(ToGrpcStatus(valid));
+    }
   }
 
   void OnWriteDone(bool ok) override {
@@ -236,6 +263,7 @@ class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, pub
   }
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
   void OnDone() override {
+    streams_->Untrack(slot_);
     {
       absl::MutexLock lock(&mu_);
       rpc_.Done(code_);
@@ -307,6 +335,9 @@ class LogsReactor : public grpc::ServerWriteReactor<v1::StreamLogsResponse>, pub
 
   ControllerCore* core_;
   ThreadPool* pool_;
+  Authenticator* auth_;
+  OpenStreams* streams_;
+  std::shared_ptr<OpenStreams::Slot> slot_;
   RpcObservation rpc_;
   Caller caller_;
   v1::StreamLogsRequest request_;
@@ -387,7 +418,9 @@ grpc::ServerWriteReactor<v1::WatchInvocationResponse>* EvalServiceImpl::WatchInv
     grpc::CallbackServerContext* ctx, const v1::WatchInvocationRequest* req) {
   return OpenStream<v1::WatchInvocationResponse>(
       auth_, metrics_, ctx, "WatchInvocation",
-      [&](const Caller& caller) { return new WatchReactor(core_, pool_, metrics_, caller, *req); });
+      [&](const Caller& caller) {
+        return new WatchReactor(core_, pool_, metrics_, auth_, &streams_, caller, *req);
+      });
 }
 
 grpc::ServerUnaryReactor* EvalServiceImpl::CancelInvocation(grpc::CallbackServerContext* ctx,
@@ -408,7 +441,9 @@ grpc::ServerWriteReactor<v1::StreamLogsResponse>* EvalServiceImpl::StreamLogs(
     grpc::CallbackServerContext* ctx, const v1::StreamLogsRequest* req) {
   return OpenStream<v1::StreamLogsResponse>(
       auth_, metrics_, ctx, "StreamLogs",
-      [&](const Caller& caller) { return new LogsReactor(core_, pool_, metrics_, caller, *req); });
+      [&](const Caller& caller) {
+        return new LogsReactor(core_, pool_, metrics_, auth_, &streams_, caller, *req);
+      });
 }
 
 grpc::ServerUnaryReactor* EvalServiceImpl::GetResults(grpc::CallbackServerContext* ctx,

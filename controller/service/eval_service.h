@@ -11,6 +11,7 @@
 #include "controller/core/token_authority.h"
 #include "controller/service/auth.h"
 #include "controller/service/metrics.h"
+#include "controller/service/rpc_util.h"
 #include "evalctl/v1/eval_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -54,6 +55,10 @@ class EvalServiceImpl final : public v1::EvalService::CallbackService {
                                          const v1::ListClustersRequest* req,
                                          v1::ListClustersResponse* resp) override;
 
+  // Ends the open watches and log streams whose token was revoked or has expired; the server
+  // calls it every second.
+  void EndStreamsOfInvalidTokens() { streams_.EndInvalid(); }
+
  private:
   // Authenticates, runs `fn(caller)` on the pool, puts its value in `resp`, finishes with its
   // status, and records the RPC.
@@ -65,6 +70,7 @@ class EvalServiceImpl final : public v1::EvalService::CallbackService {
   Authenticator* auth_;
   ThreadPool* pool_;
   ControllerMetrics* metrics_;
+  OpenStreams streams_;
 };
 
 }  // namespace evalctl::controller

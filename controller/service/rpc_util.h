@@ -2,9 +2,13 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
+#include <set>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/thread_pool.h"
 #include "controller/service/auth.h"
 #include "controller/service/metrics.h"
@@ -43,6 +47,60 @@ grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* ctx, Authenticat
   });
   return reactor;
 }
+
+// Open server streams (watches, log streams) that end when their caller's token stops
+// authenticating: revoked, or expired while the stream is open. A reactor tracks itself when it
+// starts and untracks in OnDone; EndInvalid, called every second, asks each open one to check
+// its caller, so a revoked token's streams end within about a second.
+class OpenStreams {
+ public:
+  class Stream {
+   public:
+    virtual ~Stream() = default;
+    // Finishes the stream (UNAUTHENTICATED, with the reason) when its caller's token no longer
+    // authenticates. Must not block.
+    virtual void EndIfInvalid() = 0;
+  };
+  struct Slot {
+    absl::Mutex mu;
+    Stream* stream ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  std::shared_ptr<Slot> Track(Stream* stream) {
+    auto slot = std::make_shared<Slot>();
+    {
+      absl::MutexLock lock(&slot->mu);
+      slot->stream = stream;
+    }
+    absl::MutexLock lock(&mu_);
+    slots_.insert(slot);
+    return slot;
+  }
+  // After this returns, EndIfInvalid is never called on the slot's stream again.
+  void Untrack(const std::shared_ptr<Slot>& slot) {
+    {
+      absl::MutexLock lock(&slot->mu);
+      slot->stream = nullptr;
+    }
+    absl::MutexLock lock(&mu_);
+    slots_.erase(slot);
+  }
+  void EndInvalid() {
+    std::vector<std::shared_ptr<Slot>> open;
+    {
+      absl::MutexLock lock(&mu_);
+      open.assign(slots_.begin(), slots_.end());
+    }
+    for (const std::shared_ptr<Slot>& slot : open) {
+      absl::MutexLock lock(&slot->mu);
+      if (slot->stream != nullptr) slot->stream->EndIfInvalid();
+    }
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::set<std::shared_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
+};
 
 // The one reply of unary handlers: the value goes to the response, the status to the client.
 template <typename Response>

@@ -569,10 +569,22 @@ TEST_F(SecureTest, TokensDecideWhoSeesWhat) {
   s = StatusOf(bob->RevokeToken(revoke_alice));
   EXPECT_EQ(s.code(), kNotFound) << s;
   E2E_ASSERT_OK(alice->ListInvocations({}));
+  // Bob watches everything he may see; revoking his token ends the open watch, with the reason,
+  // long before its 60 s deadline.
+  auto bobs_watch = bob->WatchInvocation({}, {.timeout = absl::Seconds(60)});
+  E2E_ASSERT_OK(bobs_watch);
   v1::RevokeTokenRequest revoke_bob;
   revoke_bob.set_token_id(TokenId(bob_token));
   auto revoked = env_.client().RevokeToken(revoke_bob);
   E2E_ASSERT_OK(revoked);
+  {
+    v1::WatchInvocationResponse event;
+    while ((*bobs_watch)->Next(&event)) {
+    }
+    s = (*bobs_watch)->Finish();
+    EXPECT_EQ(s.code(), kUnauthenticated) << s;
+    EXPECT_THAT(s.message(), HasSubstr("was revoked"));
+  }
   EXPECT_TRUE(revoked->info().revoked());
   s = StatusOf(bob->ListInvocations({}));
   EXPECT_EQ(s.code(), kUnauthenticated) << s;
@@ -580,6 +592,25 @@ TEST_F(SecureTest, TokensDecideWhoSeesWhat) {
   s = StatusOf(bob->ListTokens());
   EXPECT_EQ(s.code(), kUnauthenticated) << s;
   E2E_ASSERT_OK(alice->ListInvocations({}));
+
+  // A token that expires while its watch is open ends the watch too.
+  v1::CreateTokenRequest short_lived;
+  short_lived.set_user("erin");
+  short_lived.set_ttl_seconds(3);
+  auto erin_token = env_.client().CreateToken(short_lived);
+  E2E_ASSERT_OK(erin_token);
+  auto erin = ClientWith(erin_token->token(), Tls());
+  ASSERT_NE(erin, nullptr);
+  auto erins_watch = erin->WatchInvocation({}, {.timeout = absl::Seconds(60)});
+  E2E_ASSERT_OK(erins_watch);
+  {
+    v1::WatchInvocationResponse event;
+    while ((*erins_watch)->Next(&event)) {
+    }
+    s = (*erins_watch)->Finish();
+    EXPECT_EQ(s.code(), kUnauthenticated) << s;
+    EXPECT_THAT(s.message(), HasSubstr("has expired"));
+  }
 }
 
 // An agent enrolls once: its token file is spent and deleted, its credential lives only in its
