@@ -306,6 +306,15 @@ class SecureTest : public ::testing::Test {
     return resp->token();
   }
 
+  // Reads a watch to its end and returns how it ended.
+  template <typename Watch>
+  static absl::Status EndOf(Watch& watch) {
+    v1::WatchInvocationResponse event;
+    while (watch.Next(&event)) {
+    }
+    return watch.Finish();
+  }
+
   E2eEnv env_;
   std::string admin_token_;
   client::TlsOptions tls_;
@@ -577,14 +586,9 @@ TEST_F(SecureTest, TokensDecideWhoSeesWhat) {
   revoke_bob.set_token_id(TokenId(bob_token));
   auto revoked = env_.client().RevokeToken(revoke_bob);
   E2E_ASSERT_OK(revoked);
-  {
-    v1::WatchInvocationResponse event;
-    while ((*bobs_watch)->Next(&event)) {
-    }
-    s = (*bobs_watch)->Finish();
-    EXPECT_EQ(s.code(), kUnauthenticated) << s;
-    EXPECT_THAT(s.message(), HasSubstr("was revoked"));
-  }
+  s = EndOf(**bobs_watch);
+  EXPECT_EQ(s.code(), kUnauthenticated) << s;
+  EXPECT_THAT(s.message(), HasSubstr("was revoked"));
   EXPECT_TRUE(revoked->info().revoked());
   s = StatusOf(bob->ListInvocations({}));
   EXPECT_EQ(s.code(), kUnauthenticated) << s;
@@ -603,14 +607,9 @@ TEST_F(SecureTest, TokensDecideWhoSeesWhat) {
   ASSERT_NE(erin, nullptr);
   auto erins_watch = erin->WatchInvocation({}, {.timeout = absl::Seconds(60)});
   E2E_ASSERT_OK(erins_watch);
-  {
-    v1::WatchInvocationResponse event;
-    while ((*erins_watch)->Next(&event)) {
-    }
-    s = (*erins_watch)->Finish();
-    EXPECT_EQ(s.code(), kUnauthenticated) << s;
-    EXPECT_THAT(s.message(), HasSubstr("has expired"));
-  }
+  s = EndOf(**erins_watch);
+  EXPECT_EQ(s.code(), kUnauthenticated) << s;
+  EXPECT_THAT(s.message(), HasSubstr("has expired"));
 }
 
 // An agent enrolls once: its token file is spent and deleted, its credential lives only in its
