@@ -35,14 +35,17 @@ std::optional<grpc::ByteBuffer> Serialize(const v1::ControllerMessage& message) 
 // pool; writes are queued with one in flight.
 class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>,
                      public AgentLink,
-                     public RefCounted {
+                     public RefCounted,
+                     public OpenStreams::Stream {
  public:
   // `principal` is what the stream's token says; `tokens` (null in the insecure mode) enrolls.
   AgentReactor(ControllerCore* core, TokenAuthority* tokens, ThreadPool* pool,
-               ControllerMetrics* metrics, absl::StatusOr<Principal> principal, std::string peer)
+               ControllerMetrics* metrics, OpenStreams* streams,
+               absl::StatusOr<Principal> principal, std::string peer)
       : core_(core),
         tokens_(tokens),
         pool_(pool),
+        streams_(streams),
         rpc_(metrics, v1::AgentService::service_full_name(), "Connect"),
         peer_(std::move(peer)) {
     if (!principal.ok()) {
@@ -50,7 +53,28 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
       return;
     }
     principal_ = *std::move(principal);
+    {
+      absl::MutexLock lock(&mu_);
+      token_id_ = principal_.token_id;
+    }
+    slot_ = streams_->Track(this);
     StartRead(&incoming_);
+  }
+
+  // A revoked (or expired) credential ends the stream; the agent's reconnects are refused.
+  void EndIfInvalid() override {
+    std::string token_id;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      token_id = token_id_;
+    }
+    if (tokens_ == nullptr || token_id.empty()) return;
+    if (absl::Status valid = tokens_->StillValid(token_id); !valid.ok()) {
+      LOG(WARNING) << "agent stream from " << absl::CHexEscape(peer_)
+                   << " ended: " << valid.message();
+      FinishOnce(ToGrpcStatus(valid));
+    }
   }
 
   void Send(v1::ControllerMessage message) override {
@@ -97,6 +121,7 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   void OnCancel() override { FinishOnce(grpc::Status::CANCELLED); }
 
   void OnDone() override {
+    if (slot_ != nullptr) streams_->Untrack(slot_);
     if (!agent_id_.empty()) core_->AgentDisconnected(agent_id_, this);
     {
       absl::MutexLock lock(&mu_);
@@ -254,6 +279,10 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
     principal_.kind = TokenKind::kAgent;
     principal_.agent_id = reg.agent_id();
     principal_.token_id = issued.info.token_id();
+    {
+      absl::MutexLock lock(&mu_);
+      token_id_ = principal_.token_id;
+    }
     return std::move(issued.token);
   }
 
@@ -276,6 +305,8 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   ControllerCore* core_;
   TokenAuthority* tokens_;
   ThreadPool* pool_;
+  OpenStreams* streams_;
+  std::shared_ptr<OpenStreams::Slot> slot_;
   RpcObservation rpc_;
   const std::string peer_;
   Principal principal_;
@@ -284,6 +315,8 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
   uint64_t messages_read_ = 0;
   std::string agent_id_;
   absl::Mutex mu_;
+  // The token the stream acts with (the agent's credential once enrolled), for EndIfInvalid.
+  std::string token_id_ ABSL_GUARDED_BY(mu_);
   std::deque<grpc::ByteBuffer> outbox_ ABSL_GUARDED_BY(mu_);
   // Registered is at the front of the outbox: writing may start.
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
@@ -296,8 +329,8 @@ class AgentReactor : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::Byte
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* AgentServiceImpl::Connect(
     grpc::CallbackServerContext* ctx) {
-  return new AgentReactor(core_, tokens_, pool_, metrics_, auth_->AuthenticateAgent(*ctx),
-                          ctx->peer());
+  return new AgentReactor(core_, tokens_, pool_, metrics_, &streams_,
+                          auth_->AuthenticateAgent(*ctx), ctx->peer());
 }
 
 }  // namespace evalctl::controller

@@ -9,6 +9,7 @@
 #include "controller/core/token_authority.h"
 #include "controller/service/auth.h"
 #include "controller/service/metrics.h"
+#include "controller/service/rpc_util.h"
 #include "evalctl/v1/agent_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 
@@ -28,12 +29,17 @@ class AgentServiceImpl final
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Connect(
       grpc::CallbackServerContext* ctx) override;
 
+  // Ends the agent streams whose credential was revoked or has expired; the server calls it
+  // every second.
+  void EndStreamsOfInvalidTokens() { streams_.EndInvalid(); }
+
  private:
   ControllerCore* core_;
   Authenticator* auth_;
   TokenAuthority* tokens_;
   ThreadPool* pool_;
   ControllerMetrics* metrics_;
+  OpenStreams streams_;
 };
 
 }  // namespace evalctl::controller

@@ -243,6 +243,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(1));
     core.Tick();
     eval_service.EndStreamsOfInvalidTokens();
+    agent_service.EndStreamsOfInvalidTokens();
     // Bursts leave freed memory in glibc's per-thread arenas (a 10,000-task submission renders
     // and sends ~115 MiB of jobs; a status of 10,000 tasks builds ~50 MiB of messages on whichever
     // worker ran it). Return it to the system, or the resident size stays at the largest burst

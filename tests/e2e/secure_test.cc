@@ -798,6 +798,18 @@ TEST_F(SecureTest, AgentEnrollsOnceAndKeepsItsCredential) {
   }
   EXPECT_EQ(agent_tokens, 1) << tokens->DebugString();
   EXPECT_TRUE(Connected(env_.cluster()));
+
+  // --- revoking the agent's credential ends its open stream, and its reconnects are refused
+  v1::RevokeTokenRequest revoke_agent;
+  revoke_agent.set_token_id(TokenId(credential));
+  E2E_ASSERT_OK(env_.client().RevokeToken(revoke_agent));
+  EXPECT_TRUE(::evalctl::testing::WaitFor([&] { return !Connected(env_.cluster()); },
+                                          absl::Seconds(20), ::evalctl::testing::kClusterPoll))
+      << "the agent is still connected with a revoked credential";
+  EXPECT_TRUE(WaitForText(env_.controller_log(),
+                          absl::StrCat("ended: token ", TokenId(credential), " was revoked"),
+                          absl::Seconds(10)));
+  EXPECT_FALSE(Connected(env_.cluster()));
 }
 
 // An enrolled agent whose token file is still there (its deletion failed, or the file was put
