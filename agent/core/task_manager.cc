@@ -23,13 +23,10 @@
 #include "common/files.h"
 #include "common/run_layout.h"
 #include "common/status_macros.h"
-#include "google/protobuf/util/time_util.h"
 #include "common/task_vocabulary.h"
 
 namespace evalctl::agent {
 namespace {
-
-using google::protobuf::util::TimeUtil;
 
 enum class Kind { kQueued, kRunning, kSucceeded, kFailed, kCancelled, kResumable, kUnknown };
 
@@ -60,7 +57,6 @@ v1::ResumeReason ReasonOf(const std::string& state) {
   return v1::RESUME_REASON_UNSPECIFIED;
 }
 
-google::protobuf::Timestamp Ts(absl::Time t) { return ToTimestamp(t); }
 
 bool Known(absl::Time t) { return t != absl::InfinitePast() && t != absl::InfiniteFuture(); }
 
@@ -147,7 +143,7 @@ v1::AgentEvent TaskManager::MakeEvent(const Entry& e, v1::TaskEvent::Kind kind) 
   v1::TaskEvent* ev = out.mutable_task();
   ev->set_kind(kind);
   ev->set_task_id(t.id());
-  *ev->mutable_time() = Ts(clock_->Now());
+  *ev->mutable_time() = ToTimestamp(clock_->Now());
   ev->set_state(t.state());
   ev->set_phase(t.phase());
   ev->set_reason(t.reason());
@@ -164,7 +160,7 @@ absl::Status TaskManager::Persist(const std::vector<const Entry*>& entries,
   tasks.reserve(entries.size());
   for (const Entry* e : entries) {
     JournaledTask copy = e->journaled;
-    *copy.status.mutable_updated_time() = Ts(clock_->Now());
+    *copy.status.mutable_updated_time() = ToTimestamp(clock_->Now());
     tasks.push_back(std::move(copy));
   }
   auto committed = journal_->Commit(tasks, events);
@@ -313,7 +309,7 @@ std::vector<absl::Status> TaskManager::AcceptBatch(const std::vector<v1::SubmitT
     st.set_state(v1::TASK_STATE_PENDING);
     st.set_budget_first_attempt(1);
     *st.mutable_resume_policy() = task.resume_policy();
-    *st.mutable_created_time() = Ts(clock_->Now());
+    *st.mutable_created_time() = ToTimestamp(clock_->Now());
     if (absl::Status s = WriteScript(e); !s.ok()) {
       results[i] = s;
       continue;
@@ -356,7 +352,7 @@ std::vector<absl::Status> TaskManager::AcceptBatch(const std::vector<v1::SubmitT
     if (ids[i].ok()) {
       a->set_slurm_job_id(*ids[i]);
       a->set_slurm_state("PENDING");
-      *a->mutable_submit_time() = Ts(clock_->Now());
+      *a->mutable_submit_time() = ToTimestamp(clock_->Now());
       e.journaled.status.set_state(v1::TASK_STATE_QUEUED);
       e.journaled.status.set_reason("");
       events.push_back(MakeEvent(e, v1::TaskEvent::KIND_SUBMITTED));
@@ -432,7 +428,7 @@ absl::Status TaskManager::SubmitCurrent(Entry& e, const std::string& dependency)
   }
   a->set_slurm_job_id(*id);
   a->set_slurm_state("PENDING");
-  *a->mutable_submit_time() = Ts(clock_->Now());
+  *a->mutable_submit_time() = ToTimestamp(clock_->Now());
   t.set_state(v1::TASK_STATE_QUEUED);
   if (a->resume_reason() == v1::RESUME_REASON_UNSPECIFIED) t.set_reason("");
   events.push_back(MakeEvent(e, a->number() > 1 ? v1::TaskEvent::KIND_RESUMED
@@ -501,7 +497,7 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
   // Slurm requeued the job itself (same id, more restarts): the old run is an attempt of its own.
   if (info.restarts > a->slurm_restarts()) {
     a->set_slurm_state(a->slurm_state() == "RUNNING" ? "REQUEUED" : a->slurm_state());
-    *a->mutable_end_time() = Ts(clock_->Now());
+    *a->mutable_end_time() = ToTimestamp(clock_->Now());
     v1::Attempt next;
     next.set_number(t.attempts_size() + 1);
     next.set_attempt_id(a->attempt_id());
@@ -517,8 +513,8 @@ bool TaskManager::Apply(Entry& e, const JobInfo& info, std::vector<v1::AgentEven
 
   a->set_slurm_state(info.state);
   a->set_slurm_reason(info.reason);
-  if (Known(info.start_time)) *a->mutable_start_time() = Ts(info.start_time);
-  if (Known(info.end_time)) *a->mutable_end_time() = Ts(info.end_time);
+  if (Known(info.start_time)) *a->mutable_start_time() = ToTimestamp(info.start_time);
+  if (Known(info.end_time)) *a->mutable_end_time() = ToTimestamp(info.end_time);
   if (!info.node_list.empty() && info.node_list != "None assigned") a->set_node_list(info.node_list);
   int64_t elapsed = info.elapsed_seconds;
   if (elapsed <= 0 && Known(info.start_time) && Known(info.end_time)) {
@@ -682,7 +678,7 @@ CycleStats TaskManager::RunCycle() {
       }
       if (auto it = by_name.find(JobName(*e, *a)); it != by_name.end()) {
         a->set_slurm_job_id(it->second);
-        *a->mutable_submit_time() = Ts(now);
+        *a->mutable_submit_time() = ToTimestamp(now);
         t.set_state(v1::TASK_STATE_QUEUED);
         LOG(INFO) << "adopted job=" << it->second << " for task=" << t.id() << " attempt="
                   << a->number() << " (submitted before the agent could record it)";
@@ -766,7 +762,7 @@ CycleStats TaskManager::RunCycle() {
     auto it = infos.find(a->slurm_job_id());
     if (it == infos.end()) {
       // Not visible yet (sacct lags behind sbatch) or, long after submission, lost.
-      absl::Time submitted = absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(a->submit_time()));
+      absl::Time submitted = FromTimestamp(a->submit_time());
       if (!accounting_ok || now - submitted < options_.visibility_grace) continue;
       JobInfo lost;
       lost.job_id = a->slurm_job_id();

@@ -16,15 +16,11 @@
 #include "absl/strings/str_replace.h"
 #include "agent/core/run_files.h"
 #include "common/logging.h"
-#include "common/wire_limits.h"
-#include "google/protobuf/util/time_util.h"
 #include "common/task_vocabulary.h"
+#include "common/wire_limits.h"
 
 namespace evalctl::agent {
 namespace {
-
-
-google::protobuf::Timestamp Ts(absl::Time t) { return ToTimestamp(t); }
 
 // Cancels that arrive within kCancelQuiet of each other are gathered into one batch, for at most
 // kCancelGather.
@@ -214,7 +210,7 @@ void AgentRuntime::CoreLoop(const std::atomic<bool>* stop) {
       h->set_slurm_reachable(stats.slurm_reachable);
       h->set_message(stats.slurm_error);
       h->set_tracked_jobs(stats.tracked_jobs);
-      *h->mutable_time() = Ts(clock_->Now());
+      *h->mutable_time() = ToTimestamp(clock_->Now());
       (void)journal_->Commit({}, {health});
       if (stats.slurm_reachable) {
         LOG(INFO) << "Slurm answers again";
@@ -536,7 +532,7 @@ void AgentRuntime::SenderLoop(const std::atomic<bool>* stop) {
     if (clock_->Now() - last_sent >= absl::Seconds(heartbeat)) {
       v1::AgentMessage msg;
       v1::Heartbeat* h = msg.mutable_heartbeat();
-      *h->mutable_time() = Ts(clock_->Now());
+      *h->mutable_time() = ToTimestamp(clock_->Now());
       h->set_tracked_jobs(tracked_jobs_.load());
       h->set_outbox_depth(static_cast<int>(journal_->outbox_depth()));
       if (Write(msg)) last_sent = clock_->Now();

@@ -56,20 +56,21 @@ AgentRegistry::AgentRegistry(Options options, Store* store, Clock* clock, CoreMe
 absl::StatusOr<AgentRegistry::Route> AgentRegistry::RouteTo(const std::string& hostname,
                                                             const std::string& username) {
   absl::MutexLock lock(&mu_);
-  const Agent* known_disconnected = nullptr;
-  std::string known_id;
+  const std::pair<const std::string, Agent>* known_disconnected = nullptr;
   std::vector<std::string> connected;
-  for (const auto& [id, a] : agents_) {
+  for (const auto& entry : agents_) {
+    const Agent& a = entry.second;
     if (a.link != nullptr) {
       connected.push_back(
           absl::StrCat(Esc(a.cluster.name()), " (user ", Esc(a.cluster.unix_user()), ")"));
     }
     if (!SameHost(a.cluster, hostname) || a.cluster.unix_user() != username) continue;
-    if (a.link != nullptr) return Route{id, a.cluster};
-    known_disconnected = &a;
-    known_id = id;
+    if (a.link != nullptr) return Route{entry.first, a.cluster};
+    known_disconnected = &entry;
   }
-  if (known_disconnected != nullptr) return Route{known_id, known_disconnected->cluster};
+  if (known_disconnected != nullptr) {
+    return Route{known_disconnected->first, known_disconnected->second.cluster};
+  }
   return absl::UnavailableError(absl::StrCat(
       "no evalctl-agent serves cluster \"", hostname, "\" for user ", username,
       "; connected clusters: ", connected.empty() ? "none" : absl::StrJoin(connected, ", "),

@@ -13,14 +13,9 @@
 #include "common/wire_limits.h"
 #include "controller/config/loader.h"
 #include "controller/config/render.h"
-#include "google/protobuf/util/time_util.h"
 
 namespace evalctl::controller {
 namespace {
-
-using google::protobuf::util::TimeUtil;
-
-google::protobuf::Timestamp Ts(absl::Time t) { return ToTimestamp(t); }
 
 // What an agent sends (ids, names, messages) is written into log lines only through this: a
 // hostile agent must not be able to forge log lines or send terminal escapes.
@@ -241,7 +236,7 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
   v1::Invocation& record = inv.invocation;
   record.set_id(id);
   record.set_owner(caller.user);
-  *record.mutable_created_time() = Ts(now);
+  *record.mutable_created_time() = ToTimestamp(now);
   record.set_cluster(cluster.name());
   record.set_hostname(spec.execution.hostname);
   record.set_username(spec.execution.username);
@@ -279,8 +274,8 @@ absl::StatusOr<v1::SubmitInvocationResponse> ControllerCore::Submit(
     t.set_dir_name(ts.dir_name);
     t.set_state(v1::TASK_STATE_PENDING);
     t.set_run_dir(job.run_dir);
-    *t.mutable_created_time() = Ts(now);
-    *t.mutable_updated_time() = Ts(now);
+    *t.mutable_created_time() = ToTimestamp(now);
+    *t.mutable_updated_time() = ToTimestamp(now);
     *t.mutable_resume_policy() = submit.resume_policy();
     stored.submit = std::move(submit);
     return stored;
@@ -361,7 +356,7 @@ absl::StatusOr<v1::ListInvocationsResponse> ControllerCore::List(
     filter.owner = "";
   }
   if (request.has_since()) {
-    filter.since = absl::FromUnixMillis(TimeUtil::TimestampToMilliseconds(request.since()));
+    filter.since = FromTimestamp(request.since());
   }
   filter.before_id = request.page_token();
   ASSIGN_OR_RETURN(std::vector<v1::Invocation> invs, store_->ListInvocations(filter));
@@ -443,7 +438,7 @@ absl::StatusOr<v1::CancelInvocationResponse> ControllerCore::Cancel(const Caller
     v1::TaskEvent event;
     event.set_kind(undelivered ? v1::TaskEvent::KIND_FINISHED : v1::TaskEvent::KIND_STATE_CHANGED);
     event.set_task_id(t.task.id());
-    *event.mutable_time() = Ts(clock_->Now());
+    *event.mutable_time() = ToTimestamp(clock_->Now());
     if (undelivered) {
       t.task.set_state(v1::TASK_STATE_CANCELLED);
       t.task.set_reason("cancelled before it reached the cluster");
@@ -603,7 +598,9 @@ absl::StatusOr<v1::Registered> ControllerCore::AgentConnected(const v1::Register
   for (const std::string& c : reg.capabilities()) cluster.add_capabilities(c);
   cluster.set_connected(true);
   cluster.set_slurm_reachable(true);
-  *cluster.mutable_last_seen() = Ts(clock_->Now());
+  *cluster.mutable_last_seen() = ToTimestamp(clock_->Now());
+  // Checked before the store records this agent as the cluster's; Connected checks again under
+  // the registry's lock, which decides.
   RETURN_IF_ERROR(agents_.CheckSole(cluster));
   RETURN_IF_ERROR(store_->UpsertAgent(cluster));
   ASSIGN_OR_RETURN(std::optional<AgentRecord> record, store_->GetAgent(reg.agent_id()));
@@ -630,7 +627,7 @@ absl::Status ControllerCore::FailTask(StoredTask task, const std::string& reason
   v1::TaskEvent event;
   event.set_kind(v1::TaskEvent::KIND_FINISHED);
   event.set_task_id(task.task.id());
-  *event.mutable_time() = Ts(clock_->Now());
+  *event.mutable_time() = ToTimestamp(clock_->Now());
   event.set_state(v1::TASK_STATE_FAILED);
   event.set_reason(reason);
   RETURN_IF_ERROR(store_->UpdateTask(task, &event).status());

@@ -20,11 +20,8 @@
 // Thread-safe. Calls may do disk I/O (SQLite): the gRPC layer runs them on a worker pool.
 #pragma once
 
-#include <deque>
 #include <functional>
 #include <map>
-#include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
